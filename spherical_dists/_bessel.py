@@ -6,22 +6,24 @@ Everything is computed in float64 from three quantities that are free of cancell
 * ``E = log I_v(x) - x`` (the log of the exponentially scaled function);
 * ``A = I_{v+1}(x) / I_v(x)``, with ``dF/dx = A``.
 
-Each element falls in one of three regions:
+Regions (r = sqrt(v^2 + x^2)):
 
 1. Series, v < 20 and x <= 1: ``I_v(x) = (x/2)^v / Gamma(v+1) * sum_k q^k / (k! (v+1)_k)`` with
    q = x^2 / 4 <= 1/4; all terms are positive and 11 of them leave a truncation error below 3e-17.
-2. Debye, v >= 20: the uniform asymptotic expansion (DLMF 10.41.3) with 13 correction terms. Its
-   truncation error, measured against mpmath, is below 1.1e-17 in log I_v at v = 20 for every x,
-   and falls quickly with v. The ratio A uses the companion expansion of I_v' in the form
-   ``A = z / (1 + s) * (1 + sum W_k / v^k) / (sum U_k / v^k)``, exact as z -> 0 and z -> inf.
-3. Shifted Debye plus recurrence, v < 20 and x > 1: the expansion at order nu = v + n >= 20
-   (n <= 20 steps) gives log I_nu and I_{nu+1}/I_nu; the backward recurrence
-   ``R_j = 1 / (2 j / x + R_{j+1})`` with ``R_j = I_j / I_{j-1}`` is stable for the minimal
-   solution I and brings both down to order v. The product of the n ratios stays in
-   [1e-38, 1] for x > 1, so it is accumulated as a product and logged once.
+2. Debye, v >= 20 or x >= 50: the uniform asymptotic expansion (DLMF 10.41.3), written in
+   terms of r so that it holds down to v = 0 (where it becomes Hankel's expansion in 1/x). Its
+   k-th correction is ``Q_k(y) / r^k`` with y = (v/r)^2 and ``max_y |Q_k(y)|`` tabulated in
+   ``_debye``; 13 terms leave an error below 1e-17 for r >= 42, 6 terms for r >= 400 and 3 for
+   r >= 2e4 (the CPU path uses the shorter sums there). The ratio A uses the companion expansion of I_v':
+   ``A = x / (v + r) * (1 + sum W_k / v^k) / (sum U_k / v^k)``, exact as x -> 0 and x -> inf.
+3. Shifted Debye plus recurrence, v < 20 and 1 < x < 50: the expansion at order nu = v + 20
+   gives log I_nu and I_{nu+1}/I_nu; the backward recurrence ``R_j = 1 / (2 j / x + R_{j+1})``
+   with ``R_j = I_j / I_{j-1}`` is stable for the minimal solution I and brings both down to
+   order v in 20 steps. The product of the 20 ratios stays in [1e-38, 1] for x > 1, so it is
+   accumulated as a product and logged once.
 
 Two dispatch strategies evaluate the same region formulas: on CPU in eager mode each region runs
-on its own elements only (boolean indexing, several times faster); on CUDA and under
+on its own elements only, in cache-sized chunks (several times faster); on CUDA and under
 ``torch.compile`` every region is evaluated on every element and the right one is picked with
 ``torch.where``, which has no data-dependent shapes and never synchronises with the host.
 
@@ -31,18 +33,24 @@ the tests check it against mpmath at 50 digits.
 
 from __future__ import annotations
 
+import functools
 import math
+from collections.abc import Callable
 
 import torch
 from torch import Tensor
 
 from ._debye import debye_q_r
 
-DEBYE_MIN_ORDER = 20.0  # Debye is evaluated at orders >= this
+DEBYE_MIN_ORDER = 20.0  # Debye is used at orders >= this ...
+DEBYE_MIN_X = 50.0  # ... or at arguments >= this, whatever the order
 SERIES_MAX_X = 1.0  # the series is used for x <= this (and v < DEBYE_MIN_ORDER)
 _SERIES_TERMS = 11
-_DEBYE_TERMS = 13
-_RECURRENCE_STEPS = 20  # orders v < 20 start the recurrence at v + 20 >= DEBYE_MIN_ORDER
+_DEBYE_TERMS = 13  # error < 1e-17 for r >= 42 (so for every element that reaches Debye)
+# Shorter sums for larger r, used by the CPU path: (smallest r, terms), the omitted term's
+# bound max_y |Q_{K+1}(y)| / r^(K+1) staying below 1e-17 (6 terms: r >= 357; 3 terms: r >= 1.8e4).
+_DEBYE_SHORT = ((2e4, 3), (400.0, 6))
+_RECURRENCE_STEPS = 20  # region 3 starts the recurrence at v + 20 >= DEBYE_MIN_ORDER
 _LOG_2PI = math.log(2 * math.pi)
 _LOG_2 = math.log(2.0)
 # Elements per chunk on CPU: the temporaries of a chunk stay in cache, which is 2-4x faster than
@@ -51,48 +59,49 @@ _CHUNK = 1 << 16
 
 Parts = tuple[Tensor, Tensor, Tensor, Tensor]  # (F, E, A, A / x)
 
-_coefficient_cache: dict[torch.device, Tensor] = {}
+_coefficient_cache: dict[tuple[torch.device, int], Tensor] = {}
 
 
-def _debye_matrix(device: torch.device) -> Tensor:
-    """(2K + 2, K + 1) float64: row k holds Q_k, row K + 1 + k holds R_k, by power of y = p^2."""
-    mat = _coefficient_cache.get(device)
+def _debye_matrix(device: torch.device, terms: int) -> Tensor:
+    """(2K + 2, K + 1) float64: row k holds Q_k, row K + 1 + k holds R_k, by power of y."""
+    key = (device, terms)
+    mat = _coefficient_cache.get(key)
     if mat is None:
-        qs, rs = debye_q_r(_DEBYE_TERMS)
-        width = _DEBYE_TERMS + 1
-        rows = [[float(c) for c in poly] + [0.0] * (width - len(poly)) for poly in (*qs, *rs)]
+        qs, rs = debye_q_r(terms)
+        rows = [[float(c) for c in poly] + [0.0] * (terms + 1 - len(poly)) for poly in (*qs, *rs)]
         mat = torch.tensor(rows, dtype=torch.float64, device=device)
-        _coefficient_cache[device] = mat
+        _coefficient_cache[key] = mat
     return mat
 
 
-def _debye(nu: Tensor, x: Tensor) -> Parts:
-    """Debye expansion at order ``nu >= 20`` for 1-D tensors."""
-    k = _DEBYE_TERMS
-    z = x / nu
-    s = torch.hypot(torch.ones_like(z), z)
-    p = 1.0 / s
+def _debye(nu: Tensor, x: Tensor, terms: int = _DEBYE_TERMS) -> Parts:
+    """Debye's expansion at order ``nu`` for 1-D tensors with sqrt(nu^2 + x^2) >= 42.
+
+    With r = sqrt(nu^2 + x^2), y = (nu / r)^2 and u = 1 / r, the sums are
+    ``sum_k U_k(p) / nu^k = sum_k u^k Q_k(y)`` and ``sum_k W_k(p) / nu^k = -(1 + p) sum_k u^k R_k(y)``
+    (p = nu / r), and ``nu * eta - log I_nu``'s other terms are rewritten without dividing by nu.
+    """
+    r = torch.hypot(nu, x)
+    u = 1.0 / r
+    p = nu * u
     y = p * p
-    u = p / nu
-    # Rows y^0..y^K, then every Q_k(y) and R_k(y) in one small matrix product.
-    y_pow = torch.empty(k + 1, *y.shape, dtype=y.dtype, device=y.device)
+    y_pow = torch.empty(terms + 1, *y.shape, dtype=y.dtype, device=y.device)
     y_pow[0] = 1.0
-    for j in range(1, k + 1):
+    for j in range(1, terms + 1):
         torch.mul(y_pow[j - 1], y, out=y_pow[j])
-    qr = _debye_matrix(x.device) @ y_pow
-    # Horner in u = p / nu: sum_k u^k Q_k(y) = sum_k U_k(p) / nu^k, likewise for R_k.
-    sum_u = qr[k]
-    sum_r = qr[2 * k + 1]
-    for j in range(k - 1, -1, -1):
+    qr = _debye_matrix(x.device, terms) @ y_pow  # every Q_k(y) and R_k(y) in one small product
+    sum_u = qr[terms]
+    sum_r = qr[2 * terms + 1]
+    for j in range(terms - 1, -1, -1):  # Horner in u
         sum_u = torch.addcmul(qr[j], u, sum_u)
-        sum_r = torch.addcmul(qr[k + 1 + j], u, sum_r)
-    sum_w = -(1.0 + p) * sum_r  # sum_k W_k(p) / nu^k
-    common = -0.5 * (_LOG_2PI + torch.log(nu)) - 0.5 * torch.log(s) + torch.log(sum_u)
-    f = nu * (s - torch.log1p(s) - torch.log(nu)) + common
-    e = nu / (s + z) - nu * torch.asinh(1.0 / z) + common
-    correction = 1.0 + sum_w / sum_u
-    a_over_x = correction / (nu * (1.0 + s))
-    return f, e, z / (1.0 + s) * correction, a_over_x
+        sum_r = torch.addcmul(qr[terms + 1 + j], u, sum_r)
+    correction = 1.0 - (1.0 + p) * sum_r / sum_u  # 1 + sum W / sum U
+    common = torch.log(sum_u) - 0.5 * (_LOG_2PI + torch.log(r))
+    # nu * eta = r - nu * asinh(nu / x) and nu * eta - nu log x = r - nu log(nu + r).
+    f = r - torch.xlogy(nu, nu + r) + common
+    e = nu * nu / (r + x) - nu * torch.asinh(nu / x) + common
+    a_over_x = correction / (nu + r)
+    return f, e, x * a_over_x, a_over_x
 
 
 def _recur_down(at_nu: Parts, nu: Tensor, x: Tensor) -> Parts:
@@ -111,38 +120,44 @@ def _recur_down(at_nu: Parts, nu: Tensor, x: Tensor) -> Parts:
     return f, e - log_product, ratio, ratio / x
 
 
+def _shifted_debye(v: Tensor, x: Tensor) -> Parts:
+    """Region 3: Debye at nu = v + 20, then 20 backward recurrence steps."""
+    nu = v + _RECURRENCE_STEPS
+    return _recur_down(_debye(nu, x), nu, x)
+
+
 def _series(v: Tensor, x: Tensor) -> Parts:
-    """Power series for x <= 1 (positive terms; truncation below 3e-17)."""
+    """Region 1: power series for x <= 1 (positive terms; truncation below 3e-17)."""
     q = 0.25 * x * x
-    s0 = torch.ones_like(x)
-    s1 = torch.ones_like(x)
+    one = torch.ones_like(x)
+    s0, s1 = one, one
     for k in range(_SERIES_TERMS - 1, 0, -1):
-        s0 = 1.0 + q * s0 / (k * (v + k))
-        s1 = 1.0 + q * s1 / (k * (v + 1.0 + k))
+        # s <- 1 + q s / (k (v + k)), Horner from the last term
+        s0 = torch.addcdiv(one, q * s0, v + k, value=1.0 / k)
+        s1 = torch.addcdiv(one, q * s1, v + (k + 1.0), value=1.0 / k)
     f = -v * _LOG_2 - torch.lgamma(v + 1.0) + torch.log(s0)
     e = f + torch.xlogy(v, x) - x
     a_over_x = s1 / (2.0 * (v + 1.0) * s0)
     return f, e, x * a_over_x, a_over_x
 
 
+def _regions(v: Tensor, x: Tensor) -> tuple[Tensor, Tensor]:
+    """Boolean masks of regions 1 and 3 (region 2 is the rest)."""
+    low_order = (v < DEBYE_MIN_ORDER) & (x < DEBYE_MIN_X)
+    in_series = low_order & (x <= SERIES_MAX_X)
+    return in_series, low_order & ~in_series
+
+
 def _masked(v: Tensor, x: Tensor) -> Parts:
     """Every region on every element, selected with torch.where (no data-dependent shapes)."""
-    low_order = v < DEBYE_MIN_ORDER
-    in_series = low_order & (x <= SERIES_MAX_X)
+    in_series, in_shifted = _regions(v, x)
     series = _series(v, torch.clamp(x, max=SERIES_MAX_X))
-    x_debye = torch.where(in_series, 2.0, x)  # any x > 1 keeps the discarded branch finite
-    nu = torch.where(low_order, v + _RECURRENCE_STEPS, v)
+    # One Debye evaluation serves regions 2 and 3; x = 2 keeps the discarded branches finite.
+    x_debye = torch.where(in_series, 2.0, x)
+    nu = torch.where(in_shifted | in_series, v + _RECURRENCE_STEPS, v)
     debye = _debye(nu, x_debye)
     recurred = _recur_down(debye, nu, x_debye)
-    return tuple(
-        torch.where(in_series, a, torch.where(low_order, b, c)) for a, b, c in zip(series, recurred, debye)
-    )  # type: ignore[return-value]
-
-
-def _shifted_debye(v: Tensor, x: Tensor) -> Parts:
-    """Orders v < 20 with x > 1: Debye at nu = v + 20, then 20 backward recurrence steps."""
-    nu = v + _RECURRENCE_STEPS
-    return _recur_down(_debye(nu, x), nu, x)
+    return tuple(torch.where(in_series, a, torch.where(in_shifted, b, c)) for a, b, c in zip(series, recurred, debye))  # type: ignore[return-value]
 
 
 def _gathered(v: Tensor, x: Tensor) -> Parts:
@@ -150,17 +165,27 @@ def _gathered(v: Tensor, x: Tensor) -> Parts:
     out = tuple(torch.empty_like(x) for _ in range(4))
     for begin in range(0, x.numel(), _CHUNK):
         vc, xc = v[begin : begin + _CHUNK], x[begin : begin + _CHUNK]
-        low_order = vc < DEBYE_MIN_ORDER
-        in_series = low_order & (xc <= SERIES_MAX_X)
-        for mask, compute in (
+        targets = [t[begin : begin + _CHUNK] for t in out]
+        in_series, in_shifted = _regions(vc, xc)
+        remaining = ~(in_series | in_shifted)
+        r = torch.hypot(vc, xc)
+        jobs: list[tuple[Tensor, Callable[[Tensor, Tensor], Parts]]] = [
             (in_series, _series),
-            (low_order & ~in_series, _shifted_debye),
-            (~low_order, _debye),
-        ):
+            (in_shifted, _shifted_debye),
+        ]
+        for min_r, terms in _DEBYE_SHORT:
+            tier = remaining & (r >= min_r)
+            jobs.append((tier, functools.partial(_debye, terms=terms)))
+            remaining = remaining & ~tier
+        jobs.append((remaining, _debye))
+        for mask, compute in jobs:
             index = mask.nonzero().squeeze(-1)
-            if index.numel():
-                for target, value in zip(out, compute(vc[index], xc[index])):
-                    target[begin : begin + _CHUNK][index] = value
+            if index.numel() == xc.numel():  # the whole chunk: no gather or scatter
+                for target, value in zip(targets, compute(vc, xc)):
+                    target.copy_(value)
+            elif index.numel():
+                for target, value in zip(targets, compute(vc[index], xc[index])):
+                    target[index] = value
     return out  # type: ignore[return-value]
 
 

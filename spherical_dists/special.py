@@ -67,8 +67,7 @@ class _LogBessel(torch.autograd.Function):
     def vmap(info, in_dims, v, x):  # type: ignore[no-untyped-def]
         # Elementwise: put the batch dimension first on both inputs and evaluate plain tensors.
         v, x = (
-            t.movedim(d, 0) if d is not None else t.expand(info.batch_size, *t.shape)
-            for t, d in zip((v, x), in_dims)
+            t.movedim(d, 0) if d is not None else t.expand(info.batch_size, *t.shape) for t, d in zip((v, x), in_dims)
         )
         v, x = torch.broadcast_tensors(v, x)
         return _LogBessel.apply(v, x), (0, 0, 0)
