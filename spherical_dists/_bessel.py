@@ -4,19 +4,22 @@ Everything is computed in float64 from three quantities that are free of cancell
 
 * ``F = log I_v(x) - v log x``, finite on [0, inf) (``F(v, 0) = -v log 2 - lgamma(v + 1)``);
 * ``E = log I_v(x) - x`` (the log of the exponentially scaled function);
-* ``A = I_{v+1}(x) / I_v(x)``, with ``dF/dx = A``.
+* ``A = I_{v+1}(x) / I_v(x)``, with ``dF/dx = A``;
+* ``G = F(v, x) - F(v, 0) = log 0F1(; v + 1; x^2 / 4) >= 0``, accurate to relative precision even
+  where it is tiny (the KL divergences at small concentration need it).
 
 Regions (r = sqrt(v^2 + x^2)):
 
-1. Series, v < 20 and x <= 1: ``I_v(x) = (x/2)^v / Gamma(v+1) * sum_k q^k / (k! (v+1)_k)`` with
-   q = x^2 / 4 <= 1/4; all terms are positive and 11 of them leave a truncation error below 3e-17.
-2. Debye, v >= 20 or x >= 50: the uniform asymptotic expansion (DLMF 10.41.3), written in
+1. Series, x^2 <= v + 1: ``I_v(x) = (x/2)^v / Gamma(v+1) * sum_k q^k / (k! (v+1)_k)`` with
+   q = x^2 / 4 <= (v + 1) / 4; all terms are positive, the k-th is below 4^-k / k!, and 14 of
+   them leave a truncation error below 1e-19.
+2. Debye, the rest (v >= 20 or x >= 50): the uniform asymptotic expansion (DLMF 10.41.3), written in
    terms of r so that it holds down to v = 0 (where it becomes Hankel's expansion in 1/x). Its
    k-th correction is ``Q_k(y) / r^k`` with y = (v/r)^2 and ``max_y |Q_k(y)|`` tabulated in
    ``_debye``; 13 terms leave an error below 1e-17 for r >= 42, 6 terms for r >= 400 and 3 for
    r >= 2e4 (the CPU path uses the shorter sums there). The ratio A uses the companion expansion of I_v':
    ``A = x / (v + r) * (1 + sum W_k / v^k) / (sum U_k / v^k)``, exact as x -> 0 and x -> inf.
-3. Shifted Debye plus recurrence, v < 20 and 1 < x < 50: the expansion at order nu = v + 20
+3. Shifted Debye plus recurrence, v < 20 and sqrt(v + 1) < x < 50: the expansion at order nu = v + 20
    gives log I_nu and I_{nu+1}/I_nu; the backward recurrence ``R_j = 1 / (2 j / x + R_{j+1})``
    with ``R_j = I_j / I_{j-1}`` is stable for the minimal solution I and brings both down to
    order v in 20 steps. The product of the 20 ratios stays in [1e-38, 1] for x > 1, so it is
@@ -44,8 +47,7 @@ from ._debye import debye_q_r
 
 DEBYE_MIN_ORDER = 20.0  # Debye is used at orders >= this ...
 DEBYE_MIN_X = 50.0  # ... or at arguments >= this, whatever the order
-SERIES_MAX_X = 1.0  # the series is used for x <= this (and v < DEBYE_MIN_ORDER)
-_SERIES_TERMS = 11
+_SERIES_TERMS = 14  # the series is used for x^2 <= v + 1
 _DEBYE_TERMS = 13  # error < 1e-17 for r >= 42 (so for every element that reaches Debye)
 # Shorter sums for larger r, used by the CPU path: (smallest r, terms), the omitted term's
 # bound max_y |Q_{K+1}(y)| / r^(K+1) staying below 1e-17 (6 terms: r >= 357; 3 terms: r >= 1.8e4).
@@ -57,9 +59,26 @@ _LOG_2 = math.log(2.0)
 # streaming whole tensors through memory.
 _CHUNK = 1 << 16
 
-Parts = tuple[Tensor, Tensor, Tensor, Tensor]  # (F, E, A, A / x)
+Parts = tuple[Tensor, Tensor, Tensor, Tensor, Tensor]  # (F, E, A, A / x, G)
 
 _coefficient_cache: dict[tuple[torch.device, int], Tensor] = {}
+
+# Binet's function mu(v) = lgamma(v + 1) - (v log v - v + log(2 pi v) / 2) = sum_j B_2j / (2j (2j-1) v^(2j-1));
+# seven terms are below 1e-19 for v >= 20.
+_BINET = (1 / 12, -1 / 360, 1 / 1260, -1 / 1680, 1 / 1188, -691 / 360360, 1 / 156)
+
+
+def _binet(v: Tensor) -> Tensor:
+    inv_sq = 1.0 / (v * v)
+    out = torch.full_like(v, _BINET[-1])
+    for c in _BINET[-2::-1]:
+        out = out * inv_sq + c
+    return out / v
+
+
+def _log_iv_minus_v_log_x_at_zero(v: Tensor) -> Tensor:
+    """F(v, 0) = -v log 2 - lgamma(v + 1)."""
+    return -v * _LOG_2 - torch.lgamma(v + 1.0)
 
 
 def _debye_matrix(device: torch.device, terms: int) -> Tensor:
@@ -80,6 +99,8 @@ def _debye(nu: Tensor, x: Tensor, terms: int = _DEBYE_TERMS) -> Parts:
     With r = sqrt(nu^2 + x^2), y = (nu / r)^2 and u = 1 / r, the sums are
     ``sum_k U_k(p) / nu^k = sum_k u^k Q_k(y)`` and ``sum_k W_k(p) / nu^k = -(1 + p) sum_k u^k R_k(y)``
     (p = nu / r), and ``nu * eta - log I_nu``'s other terms are rewritten without dividing by nu.
+    At x = 0 the sum of U_k is exp(-mu(nu)) (Stirling's series), which gives G = F(x) - F(0)
+    without subtracting two large numbers.
     """
     r = torch.hypot(nu, x)
     u = 1.0 / r
@@ -96,17 +117,23 @@ def _debye(nu: Tensor, x: Tensor, terms: int = _DEBYE_TERMS) -> Parts:
         sum_u = torch.addcmul(qr[j], u, sum_u)
         sum_r = torch.addcmul(qr[terms + 1 + j], u, sum_r)
     correction = 1.0 - (1.0 + p) * sum_r / sum_u  # 1 + sum W / sum U
-    common = torch.log(sum_u) - 0.5 * (_LOG_2PI + torch.log(r))
+    log_sum_u = torch.log(sum_u)
+    common = log_sum_u - 0.5 * (_LOG_2PI + torch.log(r))
     # nu * eta = r - nu * asinh(nu / x) and nu * eta - nu log x = r - nu log(nu + r).
     f = r - torch.xlogy(nu, nu + r) + common
     e = nu * nu / (r + x) - nu * torch.asinh(nu / x) + common
     a_over_x = correction / (nu + r)
-    return f, e, x * a_over_x, a_over_x
+    # G = (r - nu) - nu log((nu + r) / (2 nu)) - log(r / nu) / 2 + log sum_u + mu(nu), for nu >= 20;
+    # below (only x >= 50 reaches here) G is large and F - F(0) is exact enough.
+    r_minus_nu = x * x / (r + nu)
+    g = r_minus_nu - nu * torch.log1p(r_minus_nu / (2.0 * nu)) - 0.5 * torch.log1p(r_minus_nu / nu) + log_sum_u
+    g = torch.where(nu >= DEBYE_MIN_ORDER, g + _binet(nu), f - _log_iv_minus_v_log_x_at_zero(nu))
+    return f, e, x * a_over_x, a_over_x, g
 
 
 def _recur_down(at_nu: Parts, nu: Tensor, x: Tensor) -> Parts:
     """From order nu down to v = nu - 20 by the backward recurrence (needs x > 1)."""
-    f, e, ratio, _ = at_nu
+    f, e, ratio, _, _ = at_nu
     two_over_x = 2.0 / x
     start = nu * two_over_x
     product = torch.ones_like(x)
@@ -117,7 +144,9 @@ def _recur_down(at_nu: Parts, nu: Tensor, x: Tensor) -> Parts:
     # For x > 1 every ratio is >= 1/83, so the product of 20 cannot underflow.
     log_product = torch.log(product)
     f = f + _RECURRENCE_STEPS * torch.log(x) - log_product
-    return f, e - log_product, ratio, ratio / x
+    # Here x^2 > v + 1, so G >= 1/4 while |F| and |F(0)| stay below about 60.
+    g = f - _log_iv_minus_v_log_x_at_zero(nu - _RECURRENCE_STEPS)
+    return f, e - log_product, ratio, ratio / x, g
 
 
 def _shifted_debye(v: Tensor, x: Tensor) -> Parts:
@@ -127,34 +156,38 @@ def _shifted_debye(v: Tensor, x: Tensor) -> Parts:
 
 
 def _series(v: Tensor, x: Tensor) -> Parts:
-    """Region 1: power series for x <= 1 (positive terms; truncation below 3e-17)."""
+    """Region 1: power series for x^2 <= v + 1 (positive terms; truncation below 1e-19)."""
     q = 0.25 * x * x
     one = torch.ones_like(x)
     s0, s1 = one, one
-    for k in range(_SERIES_TERMS - 1, 0, -1):
+    for k in range(_SERIES_TERMS - 1, 1, -1):
         # s <- 1 + q s / (k (v + k)), Horner from the last term
         s0 = torch.addcdiv(one, q * s0, v + k, value=1.0 / k)
         s1 = torch.addcdiv(one, q * s1, v + (k + 1.0), value=1.0 / k)
-    f = -v * _LOG_2 - torch.lgamma(v + 1.0) + torch.log(s0)
+    s0_minus_1 = q * s0 / (v + 1.0)  # the k = 1 step, kept apart: G = log1p(s0 - 1) exactly
+    s1 = 1.0 + q * s1 / (v + 2.0)
+    s0 = 1.0 + s0_minus_1
+    g = torch.log1p(s0_minus_1)
+    f = _log_iv_minus_v_log_x_at_zero(v) + g
     e = f + torch.xlogy(v, x) - x
     a_over_x = s1 / (2.0 * (v + 1.0) * s0)
-    return f, e, x * a_over_x, a_over_x
+    return f, e, x * a_over_x, a_over_x, g
 
 
 def _regions(v: Tensor, x: Tensor) -> tuple[Tensor, Tensor]:
     """Boolean masks of regions 1 and 3 (region 2 is the rest)."""
-    low_order = (v < DEBYE_MIN_ORDER) & (x < DEBYE_MIN_X)
-    in_series = low_order & (x <= SERIES_MAX_X)
-    return in_series, low_order & ~in_series
+    in_series = x * x <= v + 1.0
+    in_shifted = (v < DEBYE_MIN_ORDER) & (x < DEBYE_MIN_X) & ~in_series
+    return in_series, in_shifted
 
 
 def _masked(v: Tensor, x: Tensor) -> Parts:
     """Every region on every element, selected with torch.where (no data-dependent shapes)."""
     in_series, in_shifted = _regions(v, x)
-    series = _series(v, torch.clamp(x, max=SERIES_MAX_X))
+    series = _series(v, torch.where(in_series, x, 0.0))
     # One Debye evaluation serves regions 2 and 3; x = 2 keeps the discarded branches finite.
     x_debye = torch.where(in_series, 2.0, x)
-    nu = torch.where(in_shifted | in_series, v + _RECURRENCE_STEPS, v)
+    nu = torch.where((v < DEBYE_MIN_ORDER) & (x_debye < DEBYE_MIN_X), v + _RECURRENCE_STEPS, v)
     debye = _debye(nu, x_debye)
     recurred = _recur_down(debye, nu, x_debye)
     return tuple(torch.where(in_series, a, torch.where(in_shifted, b, c)) for a, b, c in zip(series, recurred, debye))  # type: ignore[return-value]
@@ -162,7 +195,7 @@ def _masked(v: Tensor, x: Tensor) -> Parts:
 
 def _gathered(v: Tensor, x: Tensor) -> Parts:
     """Each region on its own elements only, in cache-sized chunks (eager CPU)."""
-    out = tuple(torch.empty_like(x) for _ in range(4))
+    out = tuple(torch.empty_like(x) for _ in range(5))
     for begin in range(0, x.numel(), _CHUNK):
         vc, xc = v[begin : begin + _CHUNK], x[begin : begin + _CHUNK]
         targets = [t[begin : begin + _CHUNK] for t in out]
@@ -190,7 +223,7 @@ def _gathered(v: Tensor, x: Tensor) -> Parts:
 
 
 def log_bessel_parts(v: Tensor, x: Tensor) -> Parts:
-    """(F, E, A, A/x) for float64 tensors of a common shape; NaN outside v >= 0, x >= 0."""
+    """(F, E, A, A/x, G) for float64 tensors of a common shape; NaN outside v >= 0, x >= 0."""
     shape = x.shape
     v, x = v.reshape(-1), x.reshape(-1)
     invalid = (v < 0) | (x < 0) | torch.isnan(v) | torch.isnan(x) | torch.isinf(v)
@@ -199,11 +232,12 @@ def log_bessel_parts(v: Tensor, x: Tensor) -> Parts:
     xf = torch.where(invalid | x_inf, torch.ones_like(x), x)
     vf = torch.where(invalid, torch.ones_like(v), v)
     if x.device.type == "cpu" and not torch.compiler.is_compiling():
-        f, e, a, a_over_x = _gathered(vf, xf)
+        f, e, a, a_over_x, g = _gathered(vf, xf)
     else:
-        f, e, a, a_over_x = _masked(vf, xf)
+        f, e, a, a_over_x, g = _masked(vf, xf)
     f = torch.where(x_inf, math.inf, f)
     e = torch.where(x_inf, -math.inf, e)
     a = torch.where(x_inf, 1.0, a)
     a_over_x = torch.where(x_inf, 0.0, a_over_x)
-    return tuple(torch.where(invalid, math.nan, t).reshape(shape) for t in (f, e, a, a_over_x))  # type: ignore[return-value]
+    g = torch.where(x_inf, math.inf, g)
+    return tuple(torch.where(invalid, math.nan, t).reshape(shape) for t in (f, e, a, a_over_x, g))  # type: ignore[return-value]

@@ -32,6 +32,7 @@ __all__ = [
     "iv_ratio",
     "vmf_log_normalizer",
     "vmf_mean_resultant_length",
+    "vmf_log_normalizer_gap",
 ]
 
 _LOG_2PI = math.log(2 * math.pi)
@@ -46,16 +47,17 @@ def _times(grad: Tensor | None, derivative: Tensor) -> Tensor | None:
 
 
 class _LogBessel(torch.autograd.Function):
-    """(F, E, A) = (log I_v(x) - v log x, log I_v(x) - x, I_{v+1}(x) / I_v(x)) in float64.
+    """(F, E, A, G) = (log I_v(x) - v log x, log I_v(x) - x, I_{v+1}(x) / I_v(x), F(v, x) - F(v, 0))
+    in float64.
 
-    dF/dx = A, dE/dx = A + v/x - 1 and dA/dx = 1 - A^2 - (2v + 1) A / x. The backward uses the
-    saved output A, so differentiating it again re-enters this function: every order is exact.
+    dF/dx = dG/dx = A, dE/dx = A + v/x - 1 and dA/dx = 1 - A^2 - (2v + 1) A / x. The backward uses
+    the saved output A, so differentiating it again re-enters this function: every order is exact.
     """
 
     @staticmethod
-    def forward(v: Tensor, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:  # type: ignore[override]
-        f, e, a, _ = log_bessel_parts(v, x)
-        return f, e, a
+    def forward(v: Tensor, x: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:  # type: ignore[override]
+        f, e, a, _, g = log_bessel_parts(v, x)
+        return f, e, a, g
 
     @staticmethod
     def setup_context(ctx, inputs, output):  # type: ignore[no-untyped-def]
@@ -70,10 +72,10 @@ class _LogBessel(torch.autograd.Function):
             t.movedim(d, 0) if d is not None else t.expand(info.batch_size, *t.shape) for t, d in zip((v, x), in_dims)
         )
         v, x = torch.broadcast_tensors(v, x)
-        return _LogBessel.apply(v, x), (0, 0, 0)
+        return _LogBessel.apply(v, x), (0, 0, 0, 0)
 
     @staticmethod
-    def backward(ctx, grad_f, grad_e, grad_a):  # type: ignore[no-untyped-def, override]
+    def backward(ctx, grad_f, grad_e, grad_a, grad_g):  # type: ignore[no-untyped-def, override]
         v, x, a = ctx.saved_tensors
         zero_order = v == 0
         v_over_x = torch.where(zero_order, 0.0, v / torch.where(zero_order, 1.0, x))  # inf at x = 0 < v
@@ -84,6 +86,7 @@ class _LogBessel(torch.autograd.Function):
             _times(grad_f, a),
             _times(grad_e, a + v_over_x - 1.0),
             _times(grad_a, 1.0 - a * a - (2.0 * v + 1.0) * a_over_x),
+            _times(grad_g, a),
         ]
         present = [t for t in terms if t is not None]
         return None, (sum(present[1:], present[0]) if present else None)
@@ -111,10 +114,10 @@ def _prepare(v: Tensor | float, x: Tensor | float) -> tuple[Tensor, Tensor, torc
     return vt, xt, dtype
 
 
-def _parts(v: Tensor | float, x: Tensor | float) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, torch.dtype]:
+def _parts(v: Tensor | float, x: Tensor | float) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, torch.dtype]:
     vt, xt, dtype = _prepare(v, x)
-    f, e, a = _LogBessel.apply(vt, xt)
-    return vt, xt, f, e, a, dtype
+    f, e, a, g = _LogBessel.apply(vt, xt)
+    return vt, xt, f, e, a, g, dtype
 
 
 def log_iv(v: Tensor | float, x: Tensor | float) -> Tensor:
@@ -145,7 +148,7 @@ def log_iv(v: Tensor | float, x: Tensor | float) -> Tensor:
     >>> log_iv(0.5, torch.tensor([1.0, 1e4], dtype=torch.float64))  # log(sqrt(2/(pi x)) sinh x)
     tensor([-6.4352e-02,  9.9945e+03], dtype=torch.float64)
     """
-    vt, xt, f, e, a, dtype = _parts(v, x)
+    vt, xt, f, e, a, _, dtype = _parts(v, x)
     is_zero_order = vt == 0
     v_log_x = torch.where(is_zero_order, 0.0, vt * torch.log(torch.where(is_zero_order, 1.0, xt)))
     # Two exact decompositions; take the one whose terms are smaller (less rounding).
@@ -168,7 +171,7 @@ def log_ive(v: Tensor | float, x: Tensor | float) -> Tensor:
     >>> log_ive(2000.0, torch.tensor(10.0, dtype=torch.float64))  # scipy.special.ive gives 0 here
     tensor(-9997.6360, dtype=torch.float64)
     """
-    _, _, _, e, _, dtype = _parts(v, x)
+    _, _, _, e, _, _, dtype = _parts(v, x)
     return e.to(dtype)
 
 
@@ -182,7 +185,7 @@ def iv_ratio(v: Tensor | float, x: Tensor | float) -> Tensor:
 
     Same parameters as :func:`log_iv`; ``x = 0`` gives 0 and ``x = inf`` gives 1.
     """
-    _, _, _, _, a, dtype = _parts(v, x)
+    _, _, _, _, a, _, dtype = _parts(v, x)
     return a.to(dtype)
 
 
@@ -220,7 +223,7 @@ def vmf_log_normalizer(dim: Tensor | int, kappa: Tensor | float) -> Tensor:
     >>> vmf_log_normalizer(3, torch.tensor([0.0, 10.0], dtype=torch.float64))  # -log(4 pi), log(k / (4 pi sinh k))
     tensor([-2.5310, -9.5353], dtype=torch.float64)
     """
-    vt, _, f, _, _, dtype = _parts(_order(dim), kappa)
+    vt, _, f, _, _, _, dtype = _parts(_order(dim), kappa)
     return (-(vt + 1.0) * _LOG_2PI - f).to(dtype)
 
 
@@ -235,3 +238,16 @@ def vmf_mean_resultant_length(dim: Tensor | int, kappa: Tensor | float) -> Tenso
     Same parameters as :func:`vmf_log_normalizer`.
     """
     return iv_ratio(_order(dim), kappa)
+
+
+def vmf_log_normalizer_gap(dim: Tensor | int, kappa: Tensor | float) -> Tensor:
+    r""":math:`\log C_p(0) - \log C_p(\kappa) = \log {}_0F_1(; p/2; \kappa^2/4) \ge 0`, to full
+    relative precision even where it is tiny (it behaves as :math:`\kappa^2 / (2p)` at small
+    :math:`\kappa`), so that quantities such as the KL divergence to the uniform distribution,
+    :math:`\kappa A_p(\kappa) - (\log C_p(0) - \log C_p(\kappa))`, keep their relative accuracy
+    near :math:`\kappa = 0`. Its derivative is :math:`A_p(\kappa)`.
+
+    Same parameters as :func:`vmf_log_normalizer`.
+    """
+    _, _, _, _, _, g, dtype = _parts(_order(dim), kappa)
+    return g.to(dtype)
