@@ -6,7 +6,8 @@ Everything is computed in float64 from three quantities that are free of cancell
 * ``E = log I_v(x) - x`` (the log of the exponentially scaled function);
 * ``A = I_{v+1}(x) / I_v(x)``, with ``dF/dx = A``;
 * ``G = F(v, x) - F(v, 0) = log 0F1(; v + 1; x^2 / 4) >= 0``, accurate to relative precision even
-  where it is tiny (the KL divergences at small concentration need it).
+  where it is tiny (the KL divergences at small concentration need it);
+* ``1 - A``, accurate to relative precision as A -> 1 (the KL at large concentration needs it).
 
 Regions (r = sqrt(v^2 + x^2)):
 
@@ -59,7 +60,7 @@ _LOG_2 = math.log(2.0)
 # streaming whole tensors through memory.
 _CHUNK = 1 << 16
 
-Parts = tuple[Tensor, Tensor, Tensor, Tensor, Tensor]  # (F, E, A, A / x, G)
+Parts = tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]  # (F, E, A, A / x, G, 1 - A)
 
 _coefficient_cache: dict[tuple[torch.device, int], Tensor] = {}
 
@@ -81,16 +82,28 @@ def _log_iv_minus_v_log_x_at_zero(v: Tensor) -> Tensor:
     return -v * _LOG_2 - torch.lgamma(v + 1.0)
 
 
-def _debye_matrix(device: torch.device, terms: int) -> Tensor:
+def _build_debye_matrix(terms: int) -> Tensor:
     """(2K + 2, K + 1) float64: row k holds Q_k, row K + 1 + k holds R_k, by power of y."""
+    qs, rs = debye_q_r(terms)
+    rows = [[float(c) for c in poly] + [0.0] * (terms + 1 - len(poly)) for poly in (*qs, *rs)]
+    return torch.tensor(rows, dtype=torch.float64)
+
+
+# Built once at import, on the CPU (a few milliseconds of exact rational arithmetic); copies on
+# other devices are cached on first use in eager mode.
+_CPU_MATRICES = {terms: _build_debye_matrix(terms) for terms in (_DEBYE_TERMS, *(t for _, t in _DEBYE_SHORT))}
+
+
+def _debye_matrix(device: torch.device, terms: int) -> Tensor:
+    mat = _CPU_MATRICES[terms]
+    if device.type == "cpu":
+        return mat
+    if torch.compiler.is_compiling():  # no cache mutation inside a compiled graph
+        return mat.to(device)
     key = (device, terms)
-    mat = _coefficient_cache.get(key)
-    if mat is None:
-        qs, rs = debye_q_r(terms)
-        rows = [[float(c) for c in poly] + [0.0] * (terms + 1 - len(poly)) for poly in (*qs, *rs)]
-        mat = torch.tensor(rows, dtype=torch.float64, device=device)
-        _coefficient_cache[key] = mat
-    return mat
+    if key not in _coefficient_cache:
+        _coefficient_cache[key] = mat.to(device)
+    return _coefficient_cache[key]
 
 
 def _debye(nu: Tensor, x: Tensor, terms: int = _DEBYE_TERMS) -> Parts:
@@ -128,12 +141,14 @@ def _debye(nu: Tensor, x: Tensor, terms: int = _DEBYE_TERMS) -> Parts:
     r_minus_nu = x * x / (r + nu)
     g = r_minus_nu - nu * torch.log1p(r_minus_nu / (2.0 * nu)) - 0.5 * torch.log1p(r_minus_nu / nu) + log_sum_u
     g = torch.where(nu >= DEBYE_MIN_ORDER, g + _binet(nu), f - _log_iv_minus_v_log_x_at_zero(nu))
-    return f, e, x * a_over_x, a_over_x, g
+    # 1 - A = (nu + (r - x) + x (1 - correction)) / (nu + r), every term positive-definite in size.
+    one_minus_a = (nu + nu * nu / (r + x) + x * (1.0 + p) * sum_r / sum_u) / (nu + r)
+    return f, e, x * a_over_x, a_over_x, g, one_minus_a
 
 
 def _recur_down(at_nu: Parts, nu: Tensor, x: Tensor) -> Parts:
     """From order nu down to v = nu - 20 by the backward recurrence (needs x > 1)."""
-    f, e, ratio, _, _ = at_nu
+    f, e, ratio, _, _, _ = at_nu
     two_over_x = 2.0 / x
     start = nu * two_over_x
     product = torch.ones_like(x)
@@ -146,7 +161,7 @@ def _recur_down(at_nu: Parts, nu: Tensor, x: Tensor) -> Parts:
     f = f + _RECURRENCE_STEPS * torch.log(x) - log_product
     # Here x^2 > v + 1, so G >= 1/4 while |F| and |F(0)| stay below about 60.
     g = f - _log_iv_minus_v_log_x_at_zero(nu - _RECURRENCE_STEPS)
-    return f, e - log_product, ratio, ratio / x, g
+    return f, e - log_product, ratio, ratio / x, g, 1.0 - ratio  # A < 0.99 here: 1 - A is exact
 
 
 def _shifted_debye(v: Tensor, x: Tensor) -> Parts:
@@ -171,7 +186,8 @@ def _series(v: Tensor, x: Tensor) -> Parts:
     f = _log_iv_minus_v_log_x_at_zero(v) + g
     e = f + torch.xlogy(v, x) - x
     a_over_x = s1 / (2.0 * (v + 1.0) * s0)
-    return f, e, x * a_over_x, a_over_x, g
+    a = x * a_over_x
+    return f, e, a, a_over_x, g, 1.0 - a
 
 
 def _regions(v: Tensor, x: Tensor) -> tuple[Tensor, Tensor]:
@@ -195,7 +211,7 @@ def _masked(v: Tensor, x: Tensor) -> Parts:
 
 def _gathered(v: Tensor, x: Tensor) -> Parts:
     """Each region on its own elements only, in cache-sized chunks (eager CPU)."""
-    out = tuple(torch.empty_like(x) for _ in range(5))
+    out = tuple(torch.empty_like(x) for _ in range(6))
     for begin in range(0, x.numel(), _CHUNK):
         vc, xc = v[begin : begin + _CHUNK], x[begin : begin + _CHUNK]
         targets = [t[begin : begin + _CHUNK] for t in out]
@@ -223,7 +239,7 @@ def _gathered(v: Tensor, x: Tensor) -> Parts:
 
 
 def log_bessel_parts(v: Tensor, x: Tensor) -> Parts:
-    """(F, E, A, A/x, G) for float64 tensors of a common shape; NaN outside v >= 0, x >= 0."""
+    """(F, E, A, A/x, G, 1 - A) for float64 tensors of a common shape; NaN outside v >= 0, x >= 0."""
     shape = x.shape
     v, x = v.reshape(-1), x.reshape(-1)
     invalid = (v < 0) | (x < 0) | torch.isnan(v) | torch.isnan(x) | torch.isinf(v)
@@ -232,12 +248,13 @@ def log_bessel_parts(v: Tensor, x: Tensor) -> Parts:
     xf = torch.where(invalid | x_inf, torch.ones_like(x), x)
     vf = torch.where(invalid, torch.ones_like(v), v)
     if x.device.type == "cpu" and not torch.compiler.is_compiling():
-        f, e, a, a_over_x, g = _gathered(vf, xf)
+        f, e, a, a_over_x, g, one_minus_a = _gathered(vf, xf)
     else:
-        f, e, a, a_over_x, g = _masked(vf, xf)
+        f, e, a, a_over_x, g, one_minus_a = _masked(vf, xf)
     f = torch.where(x_inf, math.inf, f)
     e = torch.where(x_inf, -math.inf, e)
     a = torch.where(x_inf, 1.0, a)
     a_over_x = torch.where(x_inf, 0.0, a_over_x)
     g = torch.where(x_inf, math.inf, g)
-    return tuple(torch.where(invalid, math.nan, t).reshape(shape) for t in (f, e, a, a_over_x, g))  # type: ignore[return-value]
+    one_minus_a = torch.where(x_inf, 0.0, one_minus_a)
+    return tuple(torch.where(invalid, math.nan, t).reshape(shape) for t in (f, e, a, a_over_x, g, one_minus_a))  # type: ignore[return-value]
