@@ -7,9 +7,19 @@
 """
 
 from . import constraints, kl, special
+from ._sampling import get_sampler_backend, set_sampler_backend
 from .hyperspherical_uniform import HypersphericalUniform
 from .von_mises_fisher import VonMisesFisher
 
 __version__ = "0.1.0"
 
-__all__ = ["VonMisesFisher", "HypersphericalUniform", "constraints", "kl", "special", "__version__"]
+__all__ = [
+    "VonMisesFisher",
+    "HypersphericalUniform",
+    "set_sampler_backend",
+    "get_sampler_backend",
+    "constraints",
+    "kl",
+    "special",
+    "__version__",
+]

@@ -66,13 +66,20 @@ def _uniform(shape: tuple[int, ...], like: Tensor, generator: torch.Generator | 
 
 
 def _inverse_cdf_3d(kappa: Tensor, generator: torch.Generator | None) -> tuple[Tensor, Tensor]:
-    """p = 3: w = 1 + log(u + (1 - u) e^{-2 kappa}) / kappa, written for 1 - w and 1 + w."""
+    """p = 3: w = 1 + log(u + (1 - u) e^{-2 kappa}) / kappa, written for 1 - w and 1 + w.
+
+    Each of ``-log1p((1 - u) expm1(-2 kappa)) / kappa`` (for 1 - w) and
+    ``log1p(u expm1(2 kappa)) / kappa`` (for 1 + w) is accurate where its value is below 1; the
+    other is taken as 2 minus it, so that (1 - w) + (1 + w) = 2 and |z| = 1 to rounding.
+    """
     u = _uniform(tuple(kappa.shape), kappa, generator)
     zero = kappa == 0
     k = torch.where(zero, 1.0, kappa)
     omw = -torch.log1p((1.0 - u) * torch.expm1(-2.0 * k)) / k
-    # 1 + w = log1p(u expm1(2 kappa)) / kappa, which overflows past kappa ~ 354; there 2 - omw is exact.
+    # expm1(2 kappa) overflows past kappa ~ 354; there 1 + w < 1 has probability below e^-600.
     opw = torch.where(k < 300.0, torch.log1p(u * torch.expm1(2.0 * torch.clamp(k, max=300.0))) / k, 2.0 - omw)
+    right = omw <= 1.0
+    omw, opw = torch.where(right, omw, 2.0 - opw), torch.where(right, 2.0 - omw, opw)
     return torch.where(zero, 2.0 * (1.0 - u), omw), torch.where(zero, 2.0 * u, opw)
 
 

@@ -6,7 +6,7 @@ import torch
 from torch import Tensor
 from torch.distributions import Distribution
 
-from . import _marginal
+from . import _marginal, _sampling
 from .constraints import finite_nonnegative, sphere
 from .hyperspherical_uniform import log_sphere_area
 from .special import _vmf_terms, vmf_log_normalizer, vmf_mean_resultant_length
@@ -193,44 +193,37 @@ class VonMisesFisher(Distribution):
 
         ``generator`` (optional) is a :class:`torch.Generator` to draw from instead of the global
         one; the same seed gives the same samples.
+
+        Gradients: with ``z = w mu + sqrt(1 - w^2) v``, the concentration's reaches ``w`` by implicit
+        reparameterisation; loc's flows through ``w mu`` and through ``v``, re-projected onto the
+        plane orthogonal to ``mu`` (``d v / d mu = -mu v^T``, a rotation of the tangent frame to
+        first order). Neither depends on how the sample was drawn, so every backend gives
+        gradients with the same law. Without any gradient to track, a fused path draws ``z``
+        directly.
         """
         shape = self._extended_shape(torch.Size(sample_shape))
         dtype = _compute_dtype(self.loc.dtype)
-        loc = self.loc.to(dtype).expand(shape)
-        kappa = self.concentration.expand(shape[:-1])
-        flat_kappa = kappa.detach().reshape(-1).to(torch.float64)
-        omw, opw = _marginal.sample_marginal(flat_kappa, self.dim, generator)
-        if torch.is_grad_enabled() and kappa.requires_grad:
-            omw, opw = _marginal.ImplicitMarginal.apply(kappa.reshape(-1).to(torch.float64), omw, opw, self.dim)
-        omw, opw = omw.reshape(shape[:-1]), opw.reshape(shape[:-1])
+        p = self.dim
+        loc = self.loc.to(dtype).expand(shape).reshape(-1, p)
+        kappa = self.concentration.expand(shape[:-1]).reshape(-1)
+        needs_grad = torch.is_grad_enabled() and (loc.requires_grad or kappa.requires_grad)
+        if not needs_grad:
+            z = _sampling.sample(loc.detach(), kappa.detach(), generator)
+            return z.reshape(shape).to(self.loc.dtype)
+        omw, opw, v = _sampling.components(loc.detach(), kappa.detach(), generator)
+        if kappa.requires_grad:
+            omw, opw = _marginal.ImplicitMarginal.apply(kappa.to(torch.float64), omw, opw, p)
         w = torch.where(omw <= 1.0, 1.0 - omw, opw - 1.0).to(dtype).unsqueeze(-1)
         s = torch.sqrt(omw * opw).to(dtype).unsqueeze(-1)
-        z = w * loc + s * self._tangent(loc, generator)
-        return z.to(self.loc.dtype)
+        v = v - (v * loc).sum(-1, keepdim=True) * loc  # identity in value; carries d v / d loc
+        v = v / torch.linalg.vector_norm(v, dim=-1, keepdim=True)
+        return (w * loc + s * v).reshape(shape).to(self.loc.dtype)
 
     def sample(
         self, sample_shape: torch.Size | tuple[int, ...] = torch.Size(), generator: torch.Generator | None = None
     ) -> Tensor:
         with torch.no_grad():
             return self.rsample(sample_shape, generator=generator)
-
-    def _tangent(self, loc: Tensor, generator: torch.Generator | None) -> Tensor:
-        """A unit vector uniform on the great sphere orthogonal to ``loc`` (rows of ``loc``).
-
-        For p >= 3: project a standard Gaussian onto the plane orthogonal to loc, normalise, and
-        project once more: when the Gaussian is nearly parallel to loc the first projection leaves a
-        component along loc of eps |g| / |g_perp| (3e-5 in float32 for one draw in 1e5 at p = 3),
-        the second removes it to eps (Gram-Schmidt twice is enough). For p = 2
-        the plane is a line: a random sign times loc rotated by 90 degrees. Both are differentiable
-        in loc, and exact at loc = +-e1.
-        """
-        if self.dim == 2:
-            sign = torch.randint(0, 2, loc.shape[:-1], device=loc.device, generator=generator).to(loc.dtype) * 2 - 1
-            return sign.unsqueeze(-1) * torch.stack([-loc[..., 1], loc[..., 0]], dim=-1)
-        g = torch.randn(loc.shape, dtype=loc.dtype, device=loc.device, generator=generator)
-        g = g - (g * loc).sum(-1, keepdim=True) * loc
-        v = g / torch.linalg.vector_norm(g, dim=-1, keepdim=True).clamp_min(torch.finfo(g.dtype).tiny)
-        return v - (v * loc).sum(-1, keepdim=True) * loc
 
     # ------------------------------------------------------------------ misc
 
