@@ -73,9 +73,11 @@ if triton is not None:
 
     @triton.jit
     def _normal(seed, rows, cols, OUT_F64: tl.constexpr):
-        """Standard normals indexed by (row, column): Box-Muller on Philox output."""
-        zero = tl.zeros_like(cols).to(tl.uint32)
-        x0, x1, _, _ = tl.philox(seed, cols.to(tl.uint32), rows.to(tl.uint32), zero + 1, zero)
+        """Standard normals for the (rows x cols) tile: Box-Muller on Philox output."""
+        zero = tl.zeros([rows.shape[0], cols.shape[0]], dtype=tl.uint32)
+        x0, x1, _, _ = tl.philox(
+            seed, zero + cols[None, :].to(tl.uint32), zero + rows[:, None].to(tl.uint32), zero + 1, zero
+        )
         if OUT_F64:
             u1 = _uniform32(x0)
             u2 = _uniform32(x1)
@@ -175,7 +177,7 @@ if triton is not None:
                 mu = tl.load(loc_ptr + loc_offsets, mask=mask, other=0.0).to(compute)
                 g = tl.where(
                     mask,
-                    _normal(seed, rows[:, None] + 0 * cols[None, :], cols[None, :] + 0 * rows[:, None], OUT_F64),
+                    _normal(seed, rows, cols, OUT_F64),
                     0.0,
                 )
                 g = g - tl.sum(g * mu, axis=1)[:, None] * mu
@@ -193,7 +195,7 @@ if triton is not None:
                 mu = tl.load(loc_ptr + rows64[:, None] * loc_stride + cols[None, :], mask=mask, other=0.0).to(compute)
                 g = tl.where(
                     mask,
-                    _normal(seed, rows[:, None] + 0 * cols[None, :], cols[None, :] + 0 * rows[:, None], OUT_F64),
+                    _normal(seed, rows, cols, OUT_F64),
                     0.0,
                 )
                 dot += tl.sum(g * mu, axis=1).to(tl.float64)
@@ -206,7 +208,7 @@ if triton is not None:
                 cols = start + tl.arange(0, BLOCK_P)
                 mask = row_ok[:, None] & (cols < p)[None, :]
                 mu = tl.load(loc_ptr + rows64[:, None] * loc_stride + cols[None, :], mask=mask, other=0.0).to(compute)
-                g = _normal(seed, rows[:, None] + 0 * cols[None, :], cols[None, :] + 0 * rows[:, None], OUT_F64)
+                g = _normal(seed, rows, cols, OUT_F64)
                 z = w_c[:, None] * mu + scale[:, None] * (g - dot_c[:, None] * mu)
                 tl.store(
                     out_ptr + rows64[:, None] * out_stride + cols[None, :], z.to(out_ptr.dtype.element_ty), mask=mask

@@ -67,7 +67,7 @@ def test_compiled_rsample_on_cuda() -> None:
     dist = _dist(256, 16, 40.0)
     loc = dist.loc.clone().requires_grad_()
     kappa = dist.concentration.clone().requires_grad_()
-    draw = torch.compile(lambda l, k: VonMisesFisher(l, k, validate_args=False).rsample(), fullgraph=True)
+    draw = torch.compile(lambda mu, k: VonMisesFisher(mu, k, validate_args=False).rsample(), fullgraph=True)
     z = draw(loc, kappa)
     z.sum().backward()
     assert torch.isfinite(loc.grad).all() and torch.isfinite(kappa.grad).all()
