@@ -16,6 +16,7 @@ from __future__ import annotations
 import math
 import os
 import threading
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Literal
 
@@ -81,18 +82,20 @@ def _thread_pool() -> ThreadPoolExecutor:
         return _pool
 
 
-def _fill_normal(out: Tensor, generator: torch.Generator | None) -> None:
-    """Standard normal entries into ``out`` (2-D, contiguous).
+def _start_normal_fill(out: Tensor, generator: torch.Generator | None) -> Callable[[], None]:
+    """Begin filling ``out`` (2-D, contiguous) with standard normals; call the result to wait.
 
-    torch's CPU generator fills serially; for large buffers on CPU, the rows are split among
-    ``torch.get_num_threads()`` generators seeded from ``generator``, filled in parallel threads.
-    The split depends only on the shape and the thread count, so a seed gives the same samples.
+    torch's CPU generator fills serially. For large buffers on CPU the rows are split among
+    ``torch.get_num_threads()`` generators seeded from ``generator`` and filled in worker threads,
+    while the caller goes on (with the marginal sampler, which draws from ``generator`` after the
+    seeds were taken). The split depends only on the shape and the thread count, so a seed gives
+    the same samples whatever the timing.
     """
     serial = torch.compiler.is_compiling() or out.device.type != "cpu" or out.numel() < _PARALLEL_NORMALS
     workers = 1 if serial else torch.get_num_threads()
     if workers < 2:
         torch.randn(out.shape, dtype=out.dtype, device=out.device, generator=generator, out=out)
-        return
+        return lambda: None
     seeds = torch.randint(0, 2**62, (workers,), generator=generator).tolist()
     bounds = [round(i * out.shape[0] / workers) for i in range(workers + 1)]
 
@@ -100,8 +103,8 @@ def _fill_normal(out: Tensor, generator: torch.Generator | None) -> None:
         part = out[bounds[i] : bounds[i + 1]]
         torch.randn(part.shape, dtype=out.dtype, generator=torch.Generator().manual_seed(seeds[i]), out=part)
 
-    for future in [_thread_pool().submit(fill, i) for i in range(workers)]:
-        future.result()
+    futures = [_thread_pool().submit(fill, i) for i in range(workers)]
+    return lambda: [future.result() for future in futures] and None
 
 
 def _uniform(shape: tuple[int, ...], like: Tensor, generator: torch.Generator | None) -> Tensor:
@@ -111,54 +114,52 @@ def _uniform(shape: tuple[int, ...], like: Tensor, generator: torch.Generator | 
 # ---------------------------------------------------------------------------- tangent directions
 
 
-def _orthonormal_basis_3d(mu: Tensor) -> tuple[Tensor, Tensor]:
-    """Two unit vectors spanning the plane orthogonal to each row of ``mu`` (p = 3), branch-free
-    and exact at mu = +-e3 (Duff et al. 2017, "Building an orthonormal basis, revisited")."""
+def _finish_tangent(g: Tensor, mu: Tensor, scale: Tensor) -> None:
+    """In place: Gaussian rows ``g`` -> ``scale * v``, v uniform on the unit sphere orthogonal to
+    ``mu`` (p >= 4), chunk by chunk so that each chunk stays in cache."""
+    p = mu.shape[-1]
+    rows = max(1, _CHUNK_FLOATS // p)
+    for begin in range(0, g.shape[0], rows):
+        gc, m = g[begin : begin + rows], mu[begin : begin + rows]
+        gc.addcmul_(m, (gc * m).sum(-1, keepdim=True), value=-1.0)  # project out mu
+        if p < _REPROJECT_BELOW:
+            gc.addcmul_(m, (gc * m).sum(-1, keepdim=True), value=-1.0)
+        norm = torch.linalg.vector_norm(gc, dim=-1, keepdim=True).clamp_min_(torch.finfo(gc.dtype).tiny)
+        gc.mul_(scale[begin : begin + rows].unsqueeze(-1) / norm)
+
+
+def _tangent_2d(mu: Tensor, generator: torch.Generator | None) -> Tensor:
+    """p = 2: the orthogonal "sphere" is two points, +-(mu rotated by 90 degrees)."""
+    sign = torch.randint(0, 2, (mu.shape[0],), device=mu.device, generator=generator).to(mu.dtype).mul_(2.0).sub_(1.0)
+    return sign.unsqueeze(-1) * torch.stack([-mu[:, 1], mu[:, 0]], dim=-1)
+
+
+def _assemble_3d(mu: Tensor, w: Tensor, s: Tensor, generator: torch.Generator | None) -> Tensor:
+    """p = 3: ``w mu + s (cos(phi) e1 + sin(phi) e2)`` with phi uniform and (e1, e2) the
+    orthonormal basis of mu's plane of Duff et al. (2017), branch-free and exact at mu = +-e3,
+    written component by component (fewer passes than building e1 and e2)."""
     x, y, z = mu.unbind(-1)
     sign = torch.where(z >= 0, 1.0, -1.0).to(mu.dtype)
     a = -1.0 / (sign + z)
     b = x * y * a
-    e1 = torch.stack([1.0 + sign * x * x * a, sign * b, -sign * x], dim=-1)
-    e2 = torch.stack([b, sign + y * y * a, -y], dim=-1)
-    return e1, e2
-
-
-def _scaled_tangent_into(out: Tensor, mu: Tensor, scale: Tensor, generator: torch.Generator | None) -> None:
-    """``out = scale * v`` with v uniform on the unit sphere orthogonal to ``mu`` (rows; p >= 4)."""
-    p = mu.shape[-1]
-    rows = max(1, _CHUNK_FLOATS // p)
-    _fill_normal(out, generator)
-    for begin in range(0, out.shape[0], rows):
-        g, m = out[begin : begin + rows], mu[begin : begin + rows]
-        g.addcmul_(m, (g * m).sum(-1, keepdim=True), value=-1.0)  # project out mu
-        if p < _REPROJECT_BELOW:
-            g.addcmul_(m, (g * m).sum(-1, keepdim=True), value=-1.0)
-        norm = torch.linalg.vector_norm(g, dim=-1, keepdim=True).clamp_min_(torch.finfo(g.dtype).tiny)
-        g.mul_(scale[begin : begin + rows].unsqueeze(-1) / norm)
-
-
-def _tangent(mu: Tensor, generator: torch.Generator | None, scale: Tensor | None = None) -> Tensor:
-    """``scale * v`` (``scale`` per row, default 1) for 2-D ``mu``; no gradient."""
-    n, p = mu.shape
-    if scale is None:
-        scale = torch.ones(n, dtype=mu.dtype, device=mu.device)
-    if p == 2:  # the orthogonal "sphere" is two points: +-(mu rotated by 90 degrees)
-        sign = torch.randint(0, 2, (n,), device=mu.device, generator=generator).to(mu.dtype).mul_(2.0).sub_(1.0)
-        return (sign * scale).unsqueeze(-1) * torch.stack([-mu[:, 1], mu[:, 0]], dim=-1)
-    if p == 3:  # a uniform angle in an orthonormal basis of the plane
-        e1, e2 = _orthonormal_basis_3d(mu)
-        angle = _uniform((n,), mu, generator).mul_(2.0 * math.pi)
-        return (scale * torch.cos(angle)).unsqueeze(-1) * e1 + (scale * torch.sin(angle)).unsqueeze(-1) * e2
-    out = torch.empty_like(mu)
-    _scaled_tangent_into(out, mu, scale, generator)
-    return out
+    phi = _uniform((mu.shape[0],), mu, generator).mul_(2.0 * math.pi)
+    c, d = s * torch.cos(phi), s * torch.sin(phi)
+    sign_c = sign * c
+    return torch.stack(
+        [
+            w * x + c + sign_c * x * x * a + d * b,  # e1 = (1 + sign x^2 a, sign b, -sign x)
+            w * y + sign_c * b + d * (sign + y * y * a),  # e2 = (b, sign + y^2 a, -y)
+            w * z - sign_c * x - d * y,
+        ],
+        dim=-1,
+    )
 
 
 # ---------------------------------------------------------------------------- entry points
 
 
-def _marginal(kappa: Tensor, dim: int, generator: torch.Generator | None) -> tuple[Tensor, Tensor]:
-    return sample_marginal(kappa.to(torch.float64), dim, generator)
+def _w_and_s(omw: Tensor, opw: Tensor, dtype: torch.dtype) -> tuple[Tensor, Tensor]:
+    return torch.where(omw <= 1.0, 1.0 - omw, opw - 1.0).to(dtype), torch.sqrt(omw * opw).to(dtype)
 
 
 def components(mu: Tensor, kappa: Tensor, generator: torch.Generator | None = None) -> tuple[Tensor, Tensor, Tensor]:
@@ -167,8 +168,20 @@ def components(mu: Tensor, kappa: Tensor, generator: torch.Generator | None = No
         from . import _triton_sampler
 
         return _triton_sampler.components(mu, kappa, generator)
-    omw, opw = _marginal(kappa, mu.shape[-1], generator)
-    return omw, opw, _tangent(mu, generator)
+    n, p = mu.shape
+    if p == 2:
+        omw, opw = sample_marginal(kappa.to(torch.float64), p, generator)
+        return omw, opw, _tangent_2d(mu, generator)
+    if p == 3:
+        omw, opw = sample_marginal(kappa.to(torch.float64), p, generator)
+        zeros = torch.zeros(n, dtype=mu.dtype, device=mu.device)
+        return omw, opw, _assemble_3d(mu, zeros, torch.ones_like(zeros), generator)
+    v = torch.empty_like(mu)
+    wait = _start_normal_fill(v, generator)
+    omw, opw = sample_marginal(kappa.to(torch.float64), p, generator)
+    wait()
+    _finish_tangent(v, mu, torch.ones(n, dtype=mu.dtype, device=mu.device))
+    return omw, opw, v
 
 
 def sample(mu: Tensor, kappa: Tensor, generator: torch.Generator | None = None) -> Tensor:
@@ -177,7 +190,16 @@ def sample(mu: Tensor, kappa: Tensor, generator: torch.Generator | None = None) 
         from . import _triton_sampler
 
         return _triton_sampler.sample(mu, kappa, generator)
-    omw, opw = _marginal(kappa, mu.shape[-1], generator)
-    w = torch.where(omw <= 1.0, 1.0 - omw, opw - 1.0).to(mu.dtype)
-    z = _tangent(mu, generator, scale=torch.sqrt(omw * opw).to(mu.dtype))
+    p = mu.shape[-1]
+    if p == 2:
+        w, s = _w_and_s(*sample_marginal(kappa.to(mu.dtype), p, generator), mu.dtype)
+        return _tangent_2d(mu, generator).mul_(s.unsqueeze(-1)).addcmul_(mu, w.unsqueeze(-1))
+    if p == 3:
+        w, s = _w_and_s(*sample_marginal(kappa.to(mu.dtype), p, generator), mu.dtype)
+        return _assemble_3d(mu, w, s, generator)
+    z = torch.empty_like(mu)
+    wait = _start_normal_fill(z, generator)  # runs while the marginal is drawn
+    w, s = _w_and_s(*sample_marginal(kappa.to(mu.dtype), p, generator), mu.dtype)
+    wait()
+    _finish_tangent(z, mu, s)
     return z.addcmul_(mu, w.unsqueeze(-1))
