@@ -41,8 +41,7 @@ extensions = [
 exclude_patterns = ["_build", "_generated", "_intersphinx", "Thumbs.db", ".DS_Store"]
 templates_path: list[str] = []
 default_role = "code"  # `x` in these pages means code, as in Markdown
-pygments_style = "sphinx"
-pygments_dark_style = "monokai"
+smartquotes = False  # "--resume" stays two hyphens, quotes stay straight
 
 # -- autodoc and napoleon --------------------------------------------------------------------------
 # The docstrings are numpy style (spherical_dists.special) or Google style with "Args:"

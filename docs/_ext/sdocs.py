@@ -157,6 +157,12 @@ def _matches(pattern: str) -> list[Path]:
     return sorted(Path(p) for p in glob.glob(str(ROOT / pattern)))
 
 
+def _note_pattern(env: Any, pattern: str) -> None:
+    """Make incremental builds notice new and changed result files: a dependency that does not
+    exist (a missing file, or a glob pattern) makes Sphinx re-read the page on every build."""
+    env.note_dependency(str(ROOT / pattern))
+
+
 def _pending(pattern: str, what: str) -> list[str]:
     return [
         ".. admonition:: Pending",
@@ -198,6 +204,7 @@ class ResultsFile(_ResultsDirective):
 
     def run(self) -> list[nodes.Node]:
         pattern = self.arguments[0]
+        _note_pattern(self.env, pattern)
         files = _matches(pattern)
         if not files:
             return self._parse(_pending(pattern, self.options.get("pending", "It will be shown here once committed.")))
@@ -213,8 +220,7 @@ class ResultsFile(_ResultsDirective):
                     f".. figure:: /../{_rel(path)}",
                     f"   :alt: {self.options.get('alt', path.stem)}",
                 ]
-                if "width" in self.options:
-                    lines.append(f"   :width: {self.options['width']}")
+                lines.append(f"   :width: {self.options.get('width', '100%')}")  # scaled: links to full size
                 lines += ["", f"   ``{_rel(path)}``", ""]
             else:
                 lines += [f".. literalinclude:: /../{_rel(path)}", ""]
@@ -385,6 +391,7 @@ class BenchSampler(_ResultsDirective):
 
     def run(self) -> list[nodes.Node]:
         pattern = self.arguments[0]
+        _note_pattern(self.env, pattern)
         files = _matches(pattern)
         if not files:
             return self._parse(
@@ -395,7 +402,12 @@ class BenchSampler(_ResultsDirective):
             self.env.note_dependency(str(path))
             doc = json.loads(path.read_text())
             chart = GENERATED / f"throughput_{path.stem}.png"
-            figure = [f".. figure:: /_generated/{chart.name}", f"   :alt: throughput from {path.name}", ""]
+            figure = [
+                f".. figure:: /_generated/{chart.name}",
+                f"   :alt: throughput from {path.name}",
+                "   :width: 100%",
+                "",
+            ]
             if "charts-only" in self.options:
                 lines += figure if chart.exists() else []
                 continue
@@ -409,10 +421,12 @@ class BenchSampler(_ResultsDirective):
                 )) + ".", ""]
             targets = doc.get("targets") or []
             if targets:
-                lines += ["Targets, as recorded in the file:", ""]
-                lines += [
-                    "- " + _escape(", ".join(f"{k}: {_short(v)}" for k, v in t.items())) for t in targets
-                ] + [""]
+                keys = list(dict.fromkeys(k for t in targets for k in t))
+                lines += ["The benchmark's targets, as recorded in the file:", ""]
+                lines += _list_table(
+                    [_escape(k.replace("_", " ")) for k in keys],
+                    [[_escape(_short(t.get(k, "–"))) for k in keys] for t in targets],
+                )
             missing = doc.get("peers_not_measured") or {}
             if missing:
                 lines += ["Not measured: " + _escape("; ".join(f"{k} ({v})" for k, v in missing.items())) + ".", ""]
@@ -420,6 +434,8 @@ class BenchSampler(_ResultsDirective):
 
 
 def _short(v: Any) -> str:
+    if isinstance(v, bool):
+        return "yes" if v else "no"
     if isinstance(v, float):
         return f"{v:.3g}"
     return str(v)
@@ -430,6 +446,7 @@ class BenchSpecial(_ResultsDirective):
 
     def run(self) -> list[nodes.Node]:
         pattern = self.arguments[0]
+        _note_pattern(self.env, pattern)
         files = _matches(pattern)
         if not files:
             return self._parse(_pending(pattern, self.options.get("pending", "The table appears here once committed.")))
