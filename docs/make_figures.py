@@ -165,7 +165,12 @@ def samples_s2(command: str) -> None:
     fig.subplots_adjust(left=0, right=1, bottom=0, top=0.86, wspace=0)
     _save(fig, "samples_s2")
     table = _list_table(
-        ["κ", "A₃(κ) = E[μᵀz]", f"mean of μᵀz over {draws} draws", "standard error"],
+        [
+            ":math:`\\kappa`",
+            ":math:`A_3(\\kappa) = E[\\mu^\\top z]`",
+            f"mean of :math:`\\mu^\\top z` over {draws} draws",
+            "standard error",
+        ],
         [[f"{k:g}", f"{e:.4f}", f"{m:.4f}", f"{s:.4f}"] for k, e, m, s in rows],
     )
     _write_inc(
@@ -298,10 +303,11 @@ def accuracy_map(command: str) -> None:
     v_w, x_w = orders[worst_index[0]], arguments[worst_index[1]]
     _write_inc(
         "accuracy_map",
-        f"Grid: v = 0 and 29 orders from 1e-2 to 1e5, 57 arguments from 1e-6 to 1e8 (both log-spaced, four "
-        f"per decade), {err_ours.size} cells. Error: ``|value - reference| / max(|reference|, 1)``, the "
+        f"Grid: :math:`v = 0` and 29 orders from 1e-2 to 1e5, 57 arguments from 1e-6 to 1e8 (both log-spaced, "
+        f"four per decade), {err_ours.size} cells. Error: ``|value - reference| / max(|reference|, 1)``, the "
         f"reference from ``tests/mpmath_reference.py`` at {REFERENCE_DIGITS} significant digits. The largest "
-        f"error of this package is at v = {v_w:.3g}, x = {x_w:.3g}.\n\n{table}\n{provenance(command, ('scipy', 'mpmath'))}\n",
+        f"error of this package is at :math:`v = {v_w:.3g}`, :math:`x = {x_w:.3g}`.\n\n{table}\n"
+        f"{provenance(command, ('scipy', 'mpmath'))}\n",
     )
 
 
@@ -344,7 +350,16 @@ def kappa_curves(command: str) -> None:
         a = float(vmf_mean_resultant_length(p, kt))
         angle = math.degrees(math.acos(a))
         rows.append([str(p), f"{k:g}", f"{float(kl(p, kt)):.2f}", f"{a:.3f}", f"{angle:.0f}°"])
-    table = _list_table(["p (latent dimension)", "κ", "KL to uniform [nats]", "A_p(κ) = E[μᵀz]", "arccos A_p"], rows)
+    table = _list_table(
+        [
+            ":math:`p` (latent dimension)",
+            ":math:`\\kappa`",
+            "KL to uniform (nats)",
+            ":math:`A_p(\\kappa) = E[\\mu^\\top z]`",
+            ":math:`\\arccos A_p(\\kappa)`",
+        ],
+        rows,
+    )
     _write_inc(
         "kappa_curves",
         f"Exact values from ``kl_divergence(VonMisesFisher(loc, kappa), HypersphericalUniform(p))`` and "
@@ -376,10 +391,27 @@ def gradient_check(command: str) -> None:
         exact = 1 - a * a - (p - 1) * a / kappa
         mean, se = float(grads.mean()), float(grads.std()) / math.sqrt(rows_here)
         rows.append(
-            [str(p), f"{kappa:g}", f"{rows_here:,}", f"{exact:.5g}", f"{mean:.5g}", f"{se:.2g}", f"{(mean - exact) / se:+.2f}"]
+            [
+                str(p),
+                f"{kappa:g}",
+                f"{rows_here:,}",
+                f"{exact:.5g}",
+                f"{mean:.5g}",
+                f"{se:.2g}",
+                f"{(mean - exact) / se:+.2f}",
+            ]
         )
     table = _list_table(
-        ["p", "κ", "draws", "exact A_p'(κ)", "mean of ∂(μᵀz)/∂κ", "standard error", "(mean - exact) / s.e."], rows
+        [
+            ":math:`p`",
+            ":math:`\\kappa`",
+            "draws",
+            "exact :math:`A_p'(\\kappa)`",
+            "mean of :math:`\\partial(\\mu^\\top z)/\\partial\\kappa`",
+            "standard error",
+            "(mean - exact) / s.e.",
+        ],
+        rows,
     )
     _write_inc(
         "gradient_check",
@@ -427,9 +459,7 @@ def throughput_chart(json_path: Path, out_path: Path) -> bool:
     ax.set_yscale("log")
     ax.set_ylabel("samples / s")
     ax.set_xticks(range(len(points)))
-    ax.set_xticklabels(
-        [_label({"n": n, "p": p, "kappa": k}) for n, p, k in points], fontsize=7
-    )
+    ax.set_xticklabels([_label({"n": n, "p": p, "kappa": k}) for n, p, k in points], fontsize=7)
     machine = doc.get("machine", {})
     device = machine.get("gpu") or machine.get("cuda") or machine.get("cpu", "")
     threads = machine.get("threads")

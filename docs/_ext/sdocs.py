@@ -47,7 +47,9 @@ GENERATED = DOCS / "_generated"
 
 # ----------------------------------------------------------------------------- Markdown -> reST
 
-_INLINE = re.compile(r"(?P<code>`[^`\n]+`)|(?P<bold>\*\*[^*\n]+\*\*)|(?P<link>\[(?P<text>[^\]\n]+)\]\((?P<url>[^)\s]+)\))")
+_INLINE = re.compile(
+    r"(?P<code>`[^`\n]+`)|(?P<bold>\*\*[^*\n]+\*\*)|(?P<link>\[(?P<text>[^\]\n]+)\]\((?P<url>[^)\s]+)\))"
+)
 _RST_SPECIAL = re.compile(r"([\\*`|_])")
 
 
@@ -420,9 +422,12 @@ class BenchSampler(_ResultsDirective):
             lines += sampler_tables(doc)
             skipped = doc.get("skipped_points") or []
             if skipped:
-                lines += ["Skipped points: " + _escape("; ".join(
-                    f"n={s['n']:.0e} p={s['p']} κ={s['kappa']:g} ({s['reason']})" for s in skipped
-                )) + ".", ""]
+                lines += [
+                    "Skipped points: "
+                    + _escape("; ".join(f"n={s['n']:.0e} p={s['p']} κ={s['kappa']:g} ({s['reason']})" for s in skipped))
+                    + ".",
+                    "",
+                ]
             targets = doc.get("targets") or []
             if targets:
                 keys = list(dict.fromkeys(k for t in targets for k in t))
