@@ -84,7 +84,7 @@ def _limit_threads(threads: int) -> list[int]:
         os.sched_setaffinity(0, cpus)
     if threads == 1:
         flags = os.environ.get("XLA_FLAGS", "")
-        os.environ["XLA_FLAGS"] = f"{flags} --xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1".strip()
+        os.environ["XLA_FLAGS"] = f"{flags} --xla_cpu_multi_thread_eigen=false".strip()
     return cpus
 
 
