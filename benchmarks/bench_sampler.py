@@ -196,9 +196,7 @@ def _nice_rows(rows: float) -> int:
     return rows // scale * scale
 
 
-def _start(
-    peer: Peer, pt: Point, loc: torch.Tensor, kap: torch.Tensor, loc_cpu: torch.Tensor, args: argparse.Namespace
-) -> _Run:
+def _start(peer: Peer, pt: Point, loc: torch.Tensor, kap: torch.Tensor, args: argparse.Namespace) -> _Run:
     """Warm up one peer at one point, size its measurement and check its warm-up draw.
 
     The returned measurement's status says whether it goes on to be timed.
@@ -213,7 +211,7 @@ def _start(
     def inputs_for(rows: int) -> Any:
         if peer.runs_on == "torch":
             return peer.prepare(loc[:rows], kap[:rows])
-        return peer.prepare(loc_cpu[:rows], kap[:rows].cpu())
+        return peer.prepare(loc[:rows].cpu(), kap[:rows].cpu())
 
     rows = n if peer.max_rows is None else min(n, peer.max_rows)
     inputs = None
@@ -229,7 +227,7 @@ def _start(
             inputs = inputs_for(rows)
             _, out = timer(lambda: peer.sample(inputs))  # warm-up: compilation, allocator, caches
         checked = min(rows, SANITY_ROWS)
-        m.sanity = sanity(peer, loc_cpu[:checked], peer.to_numpy(out[:checked]), kappa)
+        m.sanity = sanity(peer, loc[:checked].cpu(), peer.to_numpy(out[:checked]), kappa)
         del out
     except torch.OutOfMemoryError:
         m.status, m.note = "error", "out of memory"
@@ -245,11 +243,11 @@ def _measure_point(
     peers: list[Peer], n: int, p: int, kappa: float, args: argparse.Namespace, device: str
 ) -> list[Measurement]:
     """Every peer at one point, timed calls interleaved round-robin."""
-    gen = torch.Generator().manual_seed(args.seed + 7919 * p + n)
-    loc_cpu = torch.nn.functional.normalize(torch.randn(n, p, generator=gen), dim=-1)
-    loc = loc_cpu.to(device)
+    # Generated on the device: at n = 1e6, p = 1024 that is seconds, not a minute on the host.
+    gen = torch.Generator(device=device).manual_seed(args.seed + 7919 * p + n)
+    loc = torch.nn.functional.normalize(torch.randn(n, p, generator=gen, device=device), dim=-1)
     kap = torch.full((n,), kappa, dtype=torch.float32, device=device)
-    runs = [_start(peer, (n, p, kappa), loc, kap, loc_cpu, args) for peer in peers]
+    runs = [_start(peer, (n, p, kappa), loc, kap, args) for peer in peers]
     active = [r for r in runs if r.m.measured]
     spent = {id(r): 0.0 for r in active}
     for i in range(args.repeats):
@@ -392,7 +390,8 @@ def _print_tables(
     memory_skips: dict[Point, str],
 ) -> None:
     cuda = device == "cuda"
-    head = f"{'n':>9} {'p':>6} {'kappa':>7} |" + "".join(f" {c[:15]:>15}" for c in columns)
+    width = {c: max(len(c), 10) for c in columns}  # every column as wide as its peer's name
+    head = f"{'n':>9} {'p':>6} {'kappa':>7} |" + "".join(f" {c:>{width[c]}}" for c in columns)
     head += f" | {'fastest peer':>15} {'ours/fastest':>12}"
     if cuda:
         head += f" | {'ours GB/s':>9} {'copy GB/s':>9} {'ours/copy t':>11} {'vs torch':>8}"
@@ -406,7 +405,7 @@ def _print_tables(
             print(line + f" skipped: {memory_skips[pt]}")
             continue
         ms = results[pt]
-        line += "".join(f" {_fmt_rate(ms.get(c)):>15}" for c in columns)
+        line += "".join(f" {_fmt_rate(ms.get(c)):>{width[c]}}" for c in columns)
         best = _fastest_peer(ms)
         ours = ms.get("ours")
         line += f" | {best.peer if best else '-':>15} {_ratio(ours, best):>12.2f}"
@@ -424,7 +423,8 @@ def _print_tables(
         " distribution's mean, the others with A_p(kappa); [max |norm - 1|] when above 1e-5."
     )
     sanity_cols = [c for c in columns if c != "copy floor"]
-    head = f"{'n':>9} {'p':>6} {'kappa':>7} |" + "".join(f" {c[:17]:>17}" for c in sanity_cols)
+    width = {c: max(len(c), 14) for c in sanity_cols}
+    head = f"{'n':>9} {'p':>6} {'kappa':>7} |" + "".join(f" {c:>{width[c]}}" for c in sanity_cols)
     print(head)
     print("-" * len(head))
     for pt in points:
@@ -442,7 +442,7 @@ def _print_tables(
             if s["max_norm_error"] > 1e-5:
                 cell += f" [{s['max_norm_error']:.0e}]"
             cells.append(cell)
-        print(f"{n:>9.0e} {p:>6} {k:>7g} |" + "".join(f" {c:>17}" for c in cells))
+        print(f"{n:>9.0e} {p:>6} {k:>7g} |" + "".join(f" {cell:>{width[c]}}" for c, cell in zip(sanity_cols, cells)))
 
     notes = sorted(
         {
