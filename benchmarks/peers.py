@@ -175,7 +175,7 @@ class SVaePeer(Peer):
     def versions(self) -> dict[str, str]:
         import hyperspherical_vae
 
-        return {"hyperspherical_vae": str(getattr(hyperspherical_vae, "__file__", "unknown"))}
+        return {"hyperspherical_vae_path": str(getattr(hyperspherical_vae, "__file__", "unknown"))}
 
 
 class TfpJaxPeer(Peer):
