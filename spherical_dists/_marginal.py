@@ -67,6 +67,12 @@ def _uniform(shape: tuple[int, ...], like: Tensor, generator: torch.Generator | 
     return torch.rand(shape, dtype=torch.float64, device=like.device, generator=generator)
 
 
+def _select(mask: Tensor, if_true: Tensor, if_false: Tensor) -> Tensor:
+    """``where(mask, if_true, if_false)`` for a 0/1 float ``mask`` and finite values, by arithmetic:
+    exact (0 * finite = 0), and several times faster than ``torch.where`` on CPU."""
+    return mask * if_true + (1.0 - mask) * if_false
+
+
 def _inverse_cdf_3d(kappa: Tensor, generator: torch.Generator | None) -> tuple[Tensor, Tensor]:
     """p = 3: w = 1 + log(u + (1 - u) e^{-2 kappa}) / kappa, in the dtype of ``kappa``.
 
@@ -74,18 +80,17 @@ def _inverse_cdf_3d(kappa: Tensor, generator: torch.Generator | None) -> tuple[T
     for w < 0 ``1 + w = log1p(u expm1(2 kappa)) / kappa`` is; the other side is 2 minus it, so
     (1 - w) + (1 + w) = 2 and |z| = 1 to rounding. With u in (0, 1], the second form is only
     reached where expm1(2 kappa) is finite (u < sigmoid(-kappa) is smaller than every u drawn once
-    2 kappa exceeds the clamp below), and no logarithm sees 0.
+    2 kappa exceeds the clamp below), and no logarithm sees 0. kappa = 0 is the limit of kappa =
+    1e-30, where both forms are exact to rounding (1 - w = 2 (1 - u)).
     """
-    u = 1.0 - _uniform(tuple(kappa.shape), kappa, generator)
-    zero = kappa == 0
-    k = torch.where(zero, 1.0, kappa)
-    right = u >= torch.sigmoid(-k)
+    q = _uniform(tuple(kappa.shape), kappa, generator)  # 1 - u
+    k = kappa.clamp_min(1e-30)
+    right = (q <= torch.sigmoid(k)).to(kappa.dtype)
     clamp = 80.0 if kappa.dtype == torch.float32 else 700.0
-    x = torch.where(right, (1.0 - u) * torch.expm1(-2.0 * k), u * torch.expm1(torch.clamp(2.0 * k, max=clamp)))
-    log_term = torch.log1p(x) / k
-    omw = torch.where(right, -log_term, 2.0 - log_term)
-    opw = torch.where(right, 2.0 + log_term, log_term)
-    return torch.where(zero, 2.0 * (1.0 - u), omw), torch.where(zero, 2.0 * u, opw)
+    x = _select(right, q * torch.expm1(-2.0 * k), (1.0 - q) * torch.expm1(torch.clamp(2.0 * k, max=clamp)))
+    near = (torch.log1p(x) / k).abs_()  # distance to the nearer pole: 1 - w or 1 + w
+    far = 2.0 - near
+    return _select(right, near, far), _select(right, far, near)
 
 
 class _Envelope(NamedTuple):

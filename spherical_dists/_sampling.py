@@ -23,7 +23,7 @@ from typing import Literal
 import torch
 from torch import Tensor
 
-from ._marginal import sample_marginal
+from ._marginal import _select, sample_marginal
 
 __all__ = ["set_sampler_backend", "get_sampler_backend"]
 
@@ -136,23 +136,22 @@ def _tangent_2d(mu: Tensor, generator: torch.Generator | None) -> Tensor:
 
 def _assemble_3d(mu: Tensor, w: Tensor, s: Tensor, generator: torch.Generator | None) -> Tensor:
     """p = 3: ``w mu + s (cos(phi) e1 + sin(phi) e2)`` with phi uniform and (e1, e2) the
-    orthonormal basis of mu's plane of Duff et al. (2017), branch-free and exact at mu = +-e3,
-    written component by component (fewer passes than building e1 and e2)."""
+    orthonormal basis of mu's plane of Duff et al. (2017), branch-free and exact at mu = +-e3:
+    e1 = (1 + sign x^2 a, sign b, -sign x), e2 = (b, sign + y^2 a, -y) with sign = sign(z),
+    a = -1 / (sign + z), b = x y a. Written column by column on 1-D tensors, which is several
+    times faster than operations on (n, 3) rows."""
     x, y, z = mu.unbind(-1)
-    sign = torch.where(z >= 0, 1.0, -1.0).to(mu.dtype)
+    sign = 2.0 * (z >= 0).to(mu.dtype) - 1.0
     a = -1.0 / (sign + z)
     b = x * y * a
     phi = _uniform((mu.shape[0],), mu, generator).mul_(2.0 * math.pi)
     c, d = s * torch.cos(phi), s * torch.sin(phi)
     sign_c = sign * c
-    return torch.stack(
-        [
-            w * x + c + sign_c * x * x * a + d * b,  # e1 = (1 + sign x^2 a, sign b, -sign x)
-            w * y + sign_c * b + d * (sign + y * y * a),  # e2 = (b, sign + y^2 a, -y)
-            w * z - sign_c * x - d * y,
-        ],
-        dim=-1,
-    )
+    out = torch.empty_like(mu)
+    torch.add(w * x + c + sign_c * (x * x * a), d * b, out=out[:, 0])
+    torch.add(w * y + sign_c * b, d * (sign + y * y * a), out=out[:, 1])
+    torch.sub(w * z - sign_c * x, d * y, out=out[:, 2])
+    return out
 
 
 # ---------------------------------------------------------------------------- entry points
@@ -174,7 +173,9 @@ def tangent_directions(mu: Tensor, generator: torch.Generator | None = None) -> 
 
 
 def _w_and_s(omw: Tensor, opw: Tensor, dtype: torch.dtype) -> tuple[Tensor, Tensor]:
-    return torch.where(omw <= 1.0, 1.0 - omw, opw - 1.0).to(dtype), torch.sqrt(omw * opw).to(dtype)
+    """w (from the smaller of 1 - w and 1 + w) and s = sqrt(1 - w^2), in ``dtype``."""
+    upper = (omw <= 1.0).to(omw.dtype)
+    return _select(upper, 1.0 - omw, opw - 1.0).to(dtype), torch.sqrt(omw * opw).to(dtype)
 
 
 def components(mu: Tensor, kappa: Tensor, generator: torch.Generator | None = None) -> tuple[Tensor, Tensor, Tensor]:
