@@ -15,7 +15,7 @@ Sampling (no gradient):
   comes from Ulrich's (1984) construction ``e = (1 + rho cos(2 pi u2)) / 2``,
   ``rho^2 = 1 - u1^(2/(d-1))``, exact for d > 1, and as ``sin^2(pi u / 2)`` for p = 2.
   A row keeps its first accepted proposal among at most 40; the chance that it rejects all 40 is
-  below 0.343^40 = 3e-19, and such a row keeps its first proposal. On CPU in eager mode the rounds
+  below 0.343^40 = 3e-19, and such a row keeps a rejected one (its last round's first). On CPU in eager mode the rounds
   draw 2, 16 and 22 proposals and later rounds only touch the rows still pending; on CUDA and under
   ``torch.compile`` ten rounds of 4 run on every row (masked), with no host synchronisation.
 

@@ -158,6 +158,21 @@ def _assemble_3d(mu: Tensor, w: Tensor, s: Tensor, generator: torch.Generator | 
 # ---------------------------------------------------------------------------- entry points
 
 
+def tangent_directions(mu: Tensor, generator: torch.Generator | None = None) -> Tensor:
+    """Unit vectors ``v`` uniform on the great sphere orthogonal to each row of ``mu`` (n, p), no
+    gradient; the tangent part of any rotationally symmetric law about ``mu`` (pure torch)."""
+    n, p = mu.shape
+    if p == 2:
+        return _tangent_2d(mu, generator)
+    if p == 3:
+        zeros = torch.zeros(n, dtype=mu.dtype, device=mu.device)
+        return _assemble_3d(mu, zeros, torch.ones_like(zeros), generator)
+    v = torch.empty_like(mu)
+    _start_normal_fill(v, generator)()
+    _finish_tangent(v, mu, torch.ones(n, dtype=mu.dtype, device=mu.device))
+    return v
+
+
 def _w_and_s(omw: Tensor, opw: Tensor, dtype: torch.dtype) -> tuple[Tensor, Tensor]:
     return torch.where(omw <= 1.0, 1.0 - omw, opw - 1.0).to(dtype), torch.sqrt(omw * opw).to(dtype)
 
@@ -169,13 +184,9 @@ def components(mu: Tensor, kappa: Tensor, generator: torch.Generator | None = No
 
         return _triton_sampler.components(mu, kappa, generator)
     n, p = mu.shape
-    if p == 2:
+    if p <= 3:
         omw, opw = sample_marginal(kappa.to(torch.float64), p, generator)
-        return omw, opw, _tangent_2d(mu, generator)
-    if p == 3:
-        omw, opw = sample_marginal(kappa.to(torch.float64), p, generator)
-        zeros = torch.zeros(n, dtype=mu.dtype, device=mu.device)
-        return omw, opw, _assemble_3d(mu, zeros, torch.ones_like(zeros), generator)
+        return omw, opw, tangent_directions(mu, generator)
     v = torch.empty_like(mu)
     wait = _start_normal_fill(v, generator)
     omw, opw = sample_marginal(kappa.to(torch.float64), p, generator)

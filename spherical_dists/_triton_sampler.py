@@ -3,8 +3,9 @@
 Each program owns ``BLOCK_R`` rows. Per row it runs Wood's rejection sampler (the same
 cancellation-free float64 arithmetic as ``_marginal``) until a proposal is accepted, at most
 ``MAX_PROPOSALS`` times (a row that rejects all 40, probability below 3e-19, keeps its last
-proposal), then draws the tangent direction: a Gaussian projected onto the plane orthogonal to mu
-and normalised, written once. p = 3 uses the exact inverse CDF; p = 2 the arcsine proposal and
+proposal; the pure-torch path keeps another rejected one: either is a bias below 3e-19), then
+draws the tangent direction: a Gaussian projected onto the plane orthogonal to mu and normalised,
+written once. p = 3 uses the exact inverse CDF; p = 2 the arcsine proposal and
 the rotated mu as tangent.
 
 Random numbers come from Philox-4x32-10 (``tl.philox``) with the counter (c0, c1, c2) =

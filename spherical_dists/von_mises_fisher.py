@@ -102,6 +102,7 @@ class VonMisesFisher(Distribution):
         return self.event_shape[0]
 
     def expand(self, batch_shape: torch.Size | tuple[int, ...], _instance: VonMisesFisher | None = None):  # type: ignore[no-untyped-def]
+        """A view of this distribution with a larger ``batch_shape`` (parameters are expanded, not copied)."""
         new = self._get_checked_instance(VonMisesFisher, _instance)
         batch_shape = torch.Size(batch_shape)
         new.loc = self.loc.expand(batch_shape + self.event_shape)
@@ -122,6 +123,7 @@ class VonMisesFisher(Distribution):
 
     @property
     def mode(self) -> Tensor:
+        r"""The mean direction :math:`\mu` (for :math:`\kappa = 0` every point is a mode; ``loc`` is returned)."""
         return self.loc
 
     def _covariance_factors(self) -> tuple[Tensor, Tensor]:
@@ -135,11 +137,15 @@ class VonMisesFisher(Distribution):
 
     @property
     def variance(self) -> Tensor:
+        r"""Per-coordinate variance, the diagonal of :attr:`covariance_matrix`:
+        :math:`A/\kappa + (1 - pA/\kappa - A^2)\, \mu_i^2`."""
         a, c = self._covariance_factors()
         return a.unsqueeze(-1) + c.unsqueeze(-1) * self.loc**2
 
     @property
     def covariance_matrix(self) -> Tensor:
+        r""":math:`\mathrm{Cov}[z] = \frac{A}{\kappa} I + \left(1 - \frac{pA}{\kappa} - A^2\right) \mu\mu^\top`,
+        shape ``batch_shape + (p, p)`` (mind the memory at large p)."""
         a, c = self._covariance_factors()
         eye = torch.eye(self.dim, dtype=self.loc.dtype, device=self.loc.device)
         outer = self.loc.unsqueeze(-1) * self.loc.unsqueeze(-2)
@@ -223,6 +229,7 @@ class VonMisesFisher(Distribution):
     def sample(
         self, sample_shape: torch.Size | tuple[int, ...] = torch.Size(), generator: torch.Generator | None = None
     ) -> Tensor:
+        """A sample without gradients (the fused fast path), same arguments as :meth:`rsample`."""
         with torch.no_grad():
             return self.rsample(sample_shape, generator=generator)
 
