@@ -161,19 +161,6 @@ def _sample_marginal(kappa: Tensor, dim: int, generator: torch.Generator | None)
     return 2.0 * g_beta / total, 2.0 * g_alpha / total
 
 
-def _tangent(mu: Tensor, generator: torch.Generator | None) -> Tensor:
-    """Unit vectors uniform on the great sphere orthogonal to each row of ``mu`` (n, p)."""
-    n, p = mu.shape
-    if p == 2:
-        return _sampling._tangent_2d(mu, generator)
-    if p == 3:
-        zeros = torch.zeros(n, dtype=mu.dtype, device=mu.device)
-        return _sampling._assemble_3d(mu, zeros, torch.ones_like(zeros), generator)
-    v = torch.randn(mu.shape, dtype=mu.dtype, device=mu.device, generator=generator)
-    _sampling._finish_tangent(v, mu, torch.ones(n, dtype=mu.dtype, device=mu.device))
-    return v
-
-
 class PowerSpherical(Distribution):
     r"""Power spherical distribution on the unit sphere :math:`S^{p-1} \subset \mathbb{R}^p`
     (De Cao & Aziz 2020).
@@ -355,7 +342,7 @@ class PowerSpherical(Distribution):
         omt, opt = _sample_marginal(kappa, p, generator)
         t = torch.where(omt <= 1.0, 1.0 - omt, opt - 1.0).to(dtype).unsqueeze(-1)
         s = torch.sqrt(omt * opt).to(dtype).unsqueeze(-1)
-        v = _tangent(loc.detach(), generator)
+        v = _sampling.tangent_directions(loc.detach(), generator)
         if torch.is_grad_enabled() and loc.requires_grad:
             v = v - (v * loc).sum(-1, keepdim=True) * loc  # identity in value; carries d v / d loc
             v = v / torch.linalg.vector_norm(v, dim=-1, keepdim=True)
