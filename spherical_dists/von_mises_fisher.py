@@ -8,6 +8,7 @@ from torch.distributions import Distribution
 
 from . import _marginal, _sampling
 from .constraints import finite_nonnegative, sphere
+from .fit import fit_von_mises_fisher
 from .hyperspherical_uniform import log_sphere_area
 from .special import _vmf_terms, vmf_log_normalizer, vmf_mean_resultant_length
 
@@ -236,3 +237,10 @@ class VonMisesFisher(Distribution):
 
     def __repr__(self) -> str:
         return f"{self.__class__.__name__}(loc: {self.loc.size()}, concentration: {self.concentration.size()})"
+
+    @classmethod
+    def fit(cls, x: Tensor, weights: Tensor | None = None, validate_args: bool | None = None) -> VonMisesFisher:
+        """Maximum-likelihood fit to unit vectors ``x`` of shape ``(..., n, p)``, with optional
+        ``weights`` of shape ``(..., n)``: see :func:`spherical_dists.fit.fit_von_mises_fisher`."""
+        loc, concentration = fit_von_mises_fisher(x, weights, validate_args=validate_args)
+        return cls(loc, concentration, validate_args=validate_args)
