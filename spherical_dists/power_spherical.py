@@ -6,10 +6,9 @@ import math
 
 import torch
 from torch import Tensor
-from torch.distributions import Distribution
 
 from . import _sampling
-from .constraints import finite_nonnegative, sphere
+from ._directional import DirectionalDistribution, compute_dtype, reattach_tangent
 from .hyperspherical_uniform import log_sphere_area
 
 __all__ = ["PowerSpherical"]
@@ -23,11 +22,6 @@ _STIRLING_FROM = 10.0
 # The Taylor series of log Gamma (below) is used for |step| <= base / 8: 22 terms reach 1e-19.
 _TAYLOR_RATIO = 0.125
 _TAYLOR_TERMS = 22
-
-
-def _compute_dtype(dtype: torch.dtype) -> torch.dtype:
-    """Half precision is computed in float32."""
-    return torch.float32 if dtype in (torch.float16, torch.bfloat16) else dtype
 
 
 def _stirling_sum(z: Tensor, coefficients: tuple[float, ...], first_power: int) -> Tensor:
@@ -161,7 +155,7 @@ def _sample_marginal(kappa: Tensor, dim: int, generator: torch.Generator | None)
     return 2.0 * g_beta / total, 2.0 * g_alpha / total
 
 
-class PowerSpherical(Distribution):
+class PowerSpherical(DirectionalDistribution):
     r"""Power spherical distribution on the unit sphere :math:`S^{p-1} \subset \mathbb{R}^p`
     (De Cao & Aziz 2020).
 
@@ -204,47 +198,9 @@ class PowerSpherical(Distribution):
         tensor(0.4319, dtype=torch.float64)
     """
 
-    arg_constraints = {"loc": sphere, "concentration": finite_nonnegative}
-    support = sphere
-    has_rsample = True
-
-    def __init__(self, loc: Tensor, concentration: Tensor | float, validate_args: bool | None = None) -> None:
-        if not isinstance(loc, Tensor) or loc.dim() < 1 or not loc.is_floating_point():
-            raise ValueError("loc must be a floating-point tensor of shape (..., p)")
-        dim = loc.shape[-1]
-        if dim < 2:
-            raise ValueError(f"loc must have p >= 2 entries along its last dimension, got shape {tuple(loc.shape)}")
-        if isinstance(concentration, Tensor):
-            dtype = torch.promote_types(loc.dtype, concentration.dtype)
-            if not dtype.is_floating_point:
-                dtype = loc.dtype
-            loc, concentration = loc.to(dtype), concentration.to(dtype)
-        else:
-            concentration = torch.as_tensor(concentration, dtype=loc.dtype, device=loc.device)
-        try:
-            batch_shape = torch.broadcast_shapes(loc.shape[:-1], concentration.shape)
-        except RuntimeError:
-            raise ValueError(
-                f"loc of batch shape {tuple(loc.shape[:-1])} and concentration of shape "
-                f"{tuple(concentration.shape)} do not broadcast"
-            ) from None
-        self.loc = loc.expand(batch_shape + (dim,))
-        self.concentration = concentration.expand(batch_shape)
-        super().__init__(batch_shape, torch.Size((dim,)), validate_args=validate_args)
-
-    @property
-    def dim(self) -> int:
-        """Ambient dimension :math:`p`."""
-        return self.event_shape[0]
-
     def expand(self, batch_shape: torch.Size | tuple[int, ...], _instance: PowerSpherical | None = None):  # type: ignore[no-untyped-def]
-        new = self._get_checked_instance(PowerSpherical, _instance)
-        batch_shape = torch.Size(batch_shape)
-        new.loc = self.loc.expand(batch_shape + self.event_shape)
-        new.concentration = self.concentration.expand(batch_shape)
-        super(PowerSpherical, new).__init__(batch_shape, self.event_shape, validate_args=False)
-        new._validate_args = self._validate_args
-        return new
+        """A view of this distribution with a larger ``batch_shape`` (parameters are expanded, not copied)."""
+        return self._expand_into(self._get_checked_instance(PowerSpherical, _instance), batch_shape)
 
     def _kappa64(self) -> Tensor:
         return self.concentration.to(torch.float64)
@@ -296,7 +252,7 @@ class PowerSpherical(Distribution):
         antipode it is ``-inf`` for :math:`\kappa > 0` and the uniform density for :math:`\kappa = 0`."""
         if self._validate_args:
             self._validate_sample(value)
-        dtype = _compute_dtype(self.loc.dtype)
+        dtype = compute_dtype(self.loc.dtype)
         squared_distance = (value.to(dtype) - self.loc.to(dtype)).pow(2).sum(-1)
         kappa = self.concentration.to(dtype)
         head = _log_normalizer_plus(self.dim, self._kappa64()).to(dtype)
@@ -335,7 +291,7 @@ class PowerSpherical(Distribution):
         differentiably so that loc's gradient carries ``d v / d mu = -mu v^T``.
         """
         shape = self._extended_shape(torch.Size(sample_shape))
-        dtype = _compute_dtype(self.loc.dtype)
+        dtype = compute_dtype(self.loc.dtype)
         p = self.dim
         loc = self.loc.to(dtype).expand(shape).reshape(-1, p)
         kappa = self.concentration.expand(shape[:-1]).reshape(-1)
@@ -344,17 +300,5 @@ class PowerSpherical(Distribution):
         s = torch.sqrt(omt * opt).to(dtype).unsqueeze(-1)
         v = _sampling.tangent_directions(loc.detach(), generator)
         if torch.is_grad_enabled() and loc.requires_grad:
-            v = v - (v * loc).sum(-1, keepdim=True) * loc  # identity in value; carries d v / d loc
-            v = v / torch.linalg.vector_norm(v, dim=-1, keepdim=True)
+            v = reattach_tangent(v, loc)
         return (t * loc + s * v).reshape(shape).to(self.loc.dtype)
-
-    def sample(
-        self, sample_shape: torch.Size | tuple[int, ...] = torch.Size(), generator: torch.Generator | None = None
-    ) -> Tensor:
-        with torch.no_grad():
-            return self.rsample(sample_shape, generator=generator)
-
-    # ------------------------------------------------------------------ misc
-
-    def __repr__(self) -> str:
-        return f"{self.__class__.__name__}(loc: {self.loc.size()}, concentration: {self.concentration.size()})"

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import torch
 from torch import Tensor
-from torch.distributions import Distribution
 
 from . import _marginal, _sampling
-from .constraints import finite_nonnegative, sphere
+from ._directional import DirectionalDistribution, compute_dtype, reattach_tangent
 from .fit import fit_von_mises_fisher
 from .hyperspherical_uniform import log_sphere_area
 from .special import _vmf_terms, vmf_log_normalizer, vmf_mean_resultant_length
@@ -15,12 +14,7 @@ from .special import _vmf_terms, vmf_log_normalizer, vmf_mean_resultant_length
 __all__ = ["VonMisesFisher"]
 
 
-def _compute_dtype(dtype: torch.dtype) -> torch.dtype:
-    """Half precision is computed in float32."""
-    return torch.float32 if dtype in (torch.float16, torch.bfloat16) else dtype
-
-
-class VonMisesFisher(Distribution):
+class VonMisesFisher(DirectionalDistribution):
     r"""von Mises-Fisher distribution on the unit sphere :math:`S^{p-1} \subset \mathbb{R}^p`.
 
     .. math::
@@ -68,48 +62,9 @@ class VonMisesFisher(Distribution):
         tensor(10.3686)
     """
 
-    arg_constraints = {"loc": sphere, "concentration": finite_nonnegative}
-    support = sphere
-    has_rsample = True
-
-    def __init__(self, loc: Tensor, concentration: Tensor | float, validate_args: bool | None = None) -> None:
-        if not isinstance(loc, Tensor) or loc.dim() < 1 or not loc.is_floating_point():
-            raise ValueError("loc must be a floating-point tensor of shape (..., p)")
-        dim = loc.shape[-1]
-        if dim < 2:
-            raise ValueError(f"loc must have p >= 2 entries along its last dimension, got shape {tuple(loc.shape)}")
-        if isinstance(concentration, Tensor):
-            dtype = torch.promote_types(loc.dtype, concentration.dtype)
-            if not dtype.is_floating_point:
-                dtype = loc.dtype
-            loc, concentration = loc.to(dtype), concentration.to(dtype)
-        else:
-            concentration = torch.as_tensor(concentration, dtype=loc.dtype, device=loc.device)
-        try:
-            batch_shape = torch.broadcast_shapes(loc.shape[:-1], concentration.shape)
-        except RuntimeError:
-            raise ValueError(
-                f"loc of batch shape {tuple(loc.shape[:-1])} and concentration of shape "
-                f"{tuple(concentration.shape)} do not broadcast"
-            ) from None
-        self.loc = loc.expand(batch_shape + (dim,))
-        self.concentration = concentration.expand(batch_shape)
-        super().__init__(batch_shape, torch.Size((dim,)), validate_args=validate_args)
-
-    @property
-    def dim(self) -> int:
-        """Ambient dimension :math:`p`."""
-        return self.event_shape[0]
-
     def expand(self, batch_shape: torch.Size | tuple[int, ...], _instance: VonMisesFisher | None = None):  # type: ignore[no-untyped-def]
         """A view of this distribution with a larger ``batch_shape`` (parameters are expanded, not copied)."""
-        new = self._get_checked_instance(VonMisesFisher, _instance)
-        batch_shape = torch.Size(batch_shape)
-        new.loc = self.loc.expand(batch_shape + self.event_shape)
-        new.concentration = self.concentration.expand(batch_shape)
-        super(VonMisesFisher, new).__init__(batch_shape, self.event_shape, validate_args=False)
-        new._validate_args = self._validate_args
-        return new
+        return self._expand_into(self._get_checked_instance(VonMisesFisher, _instance), batch_shape)
 
     # ------------------------------------------------------------------ moments
 
@@ -159,7 +114,7 @@ class VonMisesFisher(Distribution):
         sphere), which keeps full precision at large :math:`\kappa`."""
         if self._validate_args:
             self._validate_sample(value)
-        dtype = _compute_dtype(self.loc.dtype)
+        dtype = compute_dtype(self.loc.dtype)
         squared_distance = (value.to(dtype) - self.loc.to(dtype)).pow(2).sum(-1)
         kappa = self.concentration.to(dtype)
         out = _vmf_terms(self.dim, kappa).log_c_plus_kappa - 0.5 * kappa * squared_distance
@@ -209,7 +164,7 @@ class VonMisesFisher(Distribution):
         directly.
         """
         shape = self._extended_shape(torch.Size(sample_shape))
-        dtype = _compute_dtype(self.loc.dtype)
+        dtype = compute_dtype(self.loc.dtype)
         p = self.dim
         loc = self.loc.to(dtype).expand(shape).reshape(-1, p)
         kappa = self.concentration.expand(shape[:-1]).reshape(-1)
@@ -222,21 +177,9 @@ class VonMisesFisher(Distribution):
             omw, opw = _marginal.ImplicitMarginal.apply(kappa.to(torch.float64), omw, opw, p)
         w = torch.where(omw <= 1.0, 1.0 - omw, opw - 1.0).to(dtype).unsqueeze(-1)
         s = torch.sqrt(omw * opw).to(dtype).unsqueeze(-1)
-        v = v - (v * loc).sum(-1, keepdim=True) * loc  # identity in value; carries d v / d loc
-        v = v / torch.linalg.vector_norm(v, dim=-1, keepdim=True)
-        return (w * loc + s * v).reshape(shape).to(self.loc.dtype)
-
-    def sample(
-        self, sample_shape: torch.Size | tuple[int, ...] = torch.Size(), generator: torch.Generator | None = None
-    ) -> Tensor:
-        """A sample without gradients (the fused fast path), same arguments as :meth:`rsample`."""
-        with torch.no_grad():
-            return self.rsample(sample_shape, generator=generator)
+        return (w * loc + s * reattach_tangent(v, loc)).reshape(shape).to(self.loc.dtype)
 
     # ------------------------------------------------------------------ misc
-
-    def __repr__(self) -> str:
-        return f"{self.__class__.__name__}(loc: {self.loc.size()}, concentration: {self.concentration.size()})"
 
     @classmethod
     def fit(cls, x: Tensor, weights: Tensor | None = None, validate_args: bool | None = None) -> VonMisesFisher:
