@@ -83,7 +83,8 @@ def _inverse_cdf_3d(kappa: Tensor, generator: torch.Generator | None) -> tuple[T
     2 kappa exceeds the clamp below), and no logarithm sees 0. kappa = 0 is the limit of kappa =
     1e-30, where both forms are exact to rounding (1 - w = 2 (1 - u)).
     """
-    q = _uniform(tuple(kappa.shape), kappa, generator)  # 1 - u
+    # Drawn in kappa's dtype: mixing a float64 u with float32 kappa would cost a cast per operation.
+    q = torch.rand(kappa.shape, dtype=kappa.dtype, device=kappa.device, generator=generator)  # 1 - u
     k = kappa.clamp_min(1e-30)
     right = (q <= torch.sigmoid(k)).to(kappa.dtype)
     clamp = 80.0 if kappa.dtype == torch.float32 else 700.0
