@@ -1,30 +1,38 @@
-"""Document VAE (NVDM) on 20 Newsgroups with a Gaussian or a von Mises-Fisher latent: Table 2 of Xu & Durrett (2018).
+"""Document VAE (NVDM) with a Gaussian or a von Mises-Fisher latent on 20 Newsgroups: Table 2 of Xu & Durrett (2018).
 
-Quick start (G-NVDM and v-NVDM side by side, a few minutes on 2 CPU cores)::
+Quick start: G-NVDM (latent 50) and v-NVDM (latent 25, kappa 100) side by side, then the comparison table
+with the published numbers (a few minutes on 2 CPU cores)::
 
     python examples/nvdm.py compare
 
-One model, any setting (every setting has a flag; see --help)::
+One model, any setting (every setting has a flag, see ``train --help``)::
 
     python examples/nvdm.py train --preset v-nvdm-25 --kappa 50
-    python examples/nvdm.py train --latent gaussian --latent-dim 50 --lr 2e-3 --run-dir examples/runs/g50
+    python examples/nvdm.py train --latent vmf --learn-kappa --latent-dim 50
     python examples/nvdm.py train --preset g-nvdm-50 --data-dir /path/to/rcv1-v2   # RCV1 in Miao's format
 
-Full reproduction (the 20NG rows of Table 2, a kappa sweep, plots; writes examples/results/nvdm/)::
+Full reproduction: the 20NG rows of Table 2, a kappa sweep and plots, written to examples/results/nvdm/::
 
-    python examples/nvdm.py reproduce
+    python examples/nvdm.py reproduce --jobs 2
 
-Interrupted runs continue with ``--resume`` (same command plus the flag). See examples/README.md for the
-protocol and the exact definitions of the metrics.
+Learning-rate selection on the validation split (how the presets' rates were chosen)::
+
+    python examples/nvdm.py tune --jobs 2
+
+An interrupted command continues where it stopped when run again with ``--resume``. The protocol and the
+exact definitions of the metrics are in examples/README.md.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import multiprocessing
+import os
 import sys
 import time
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -32,15 +40,24 @@ from typing import Any
 import torch
 from textvae import config as cfg
 from textvae.bow import BowDataConfig, BowSplits, load_splits
-from textvae.data import Batches
+from textvae.data import Batches, DataFormatError
 from textvae.evaluation import EvalConfig, evaluate
 from textvae.nvdm_model import NVDM, NVDMConfig
 from textvae.results import markdown_table, plot_lines, run_metadata, write_json
-from textvae.training import NonFiniteLossError, TrainConfig, Trainer, seed_everything, select_device
+from textvae.training import (
+    RESUMABLE_CHANGES,
+    CheckpointError,
+    NonFiniteLossError,
+    TrainConfig,
+    Trainer,
+    seed_everything,
+    select_device,
+)
 
 EXAMPLES = Path(__file__).resolve().parent
 RUNS = EXAMPLES / "runs" / "nvdm"
 RESULTS = EXAMPLES / "results" / "nvdm"
+EVAL_BATCH = 500  # documents per evaluation batch (memory: iw_chunk x EVAL_BATCH x vocabulary floats)
 
 
 @dataclass(frozen=True)
@@ -53,40 +70,44 @@ class Experiment:
     eval: EvalConfig = EvalConfig()
 
 
-# Published 20NG test perplexities (Table 2 of Xu & Durrett 2018; the Gaussian rows are Miao et al. 2016).
+# Published 20NG test perplexities, Table 2 of Xu & Durrett (2018): v-NVDM with kappa 100 from that paper,
+# G-NVDM from Miao et al. (2016).
 PAPER_20NG = {("gaussian", 50): 836, ("gaussian", 200): 852, ("vmf", 25): 793, ("vmf", 50): 830, ("vmf", 200): 851}
+PAPER_KAPPA = 100.0
 
-# Settings shared by every preset: the protocol of examples/README.md. The learning rates were chosen on
-# the validation split only (examples/results/nvdm/tuning.md).
-_PROTOCOL: dict[str, Any] = {"hidden": 500, "encoder_layers": 2, "batch_size": 64, "max_epochs": 200, "patience": 10}
-_GAUSSIAN = {**_PROTOCOL, "latent": "gaussian", "lr": 1e-3}
-_VMF = {**_PROTOCOL, "latent": "vmf", "kappa": 100.0, "lr": 2e-3}
-
-PRESETS: dict[str, dict[str, Any]] = {
-    "g-nvdm-50": {**_GAUSSIAN, "latent_dim": 50},
-    "g-nvdm-200": {**_GAUSSIAN, "latent_dim": 200},
-    "v-nvdm-25": {**_VMF, "latent_dim": 25},
-    "v-nvdm-50": {**_VMF, "latent_dim": 50},
-    "v-nvdm-200": {**_VMF, "latent_dim": 200},
-    "v-nvdm-50-learned-kappa": {**_VMF, "latent_dim": 50, "learn_kappa": True},
+# The protocol of examples/README.md, shared by every preset. The learning rates were selected on the
+# validation split only, by `tune` (examples/results/nvdm/tuning.md).
+_PROTOCOL: dict[str, Any] = {
+    "hidden": 500,
+    "encoder_layers": 2,
+    "batch_size": 64,
+    "max_epochs": 200,
+    "patience": 10,
+    "lr_decay": 1.2,
 }
+PRESETS: dict[str, dict[str, Any]] = {
+    "g-nvdm-50": {**_PROTOCOL, "latent": "gaussian", "latent_dim": 50, "lr": 1e-3},
+    "g-nvdm-200": {**_PROTOCOL, "latent": "gaussian", "latent_dim": 200, "lr": 1e-3},
+    "v-nvdm-25": {**_PROTOCOL, "latent": "vmf", "latent_dim": 25, "kappa": PAPER_KAPPA, "lr": 2e-3},
+    "v-nvdm-50": {**_PROTOCOL, "latent": "vmf", "latent_dim": 50, "kappa": PAPER_KAPPA, "lr": 2e-3},
+    "v-nvdm-200": {**_PROTOCOL, "latent": "vmf", "latent_dim": 200, "kappa": PAPER_KAPPA, "lr": 2e-3},
+}
+PRESETS["v-nvdm-50-learned-kappa"] = {**PRESETS["v-nvdm-50"], "learn_kappa": True}
 TABLE2_ROWS = ("g-nvdm-50", "g-nvdm-200", "v-nvdm-25", "v-nvdm-50", "v-nvdm-200")
-# The quick start: the paper's headline pair under a fixed small budget.
-QUICK = {"max_epochs": 25, "iw_samples": 100}
-QUICK_ROWS = ("g-nvdm-50", "v-nvdm-25")
-SWEEP_KAPPAS = (10.0, 20.0, 50.0, 100.0, 150.0, 200.0, 300.0)
+QUICK_ROWS = ("g-nvdm-50", "v-nvdm-25")  # the paper's headline pair
+QUICK_BUDGET = {"max_epochs": 25}  # the quick start's fixed budget, the same for both models
 SWEEP_BASE = "v-nvdm-50"
+SWEEP_KAPPAS = (10.0, 20.0, 50.0, 100.0, 150.0, 200.0, 300.0)
+TUNE_LRS = (5e-4, 1e-3, 2e-3, 5e-3)
 
-_EVAL_BATCH = 500
 
-
-# ------------------------------------------------------------------------------------------- running
+# ------------------------------------------------------------------------------------------- one run
 @cache
 def _splits(data: BowDataConfig) -> BowSplits:
     return load_splits(data)
 
 
-def _label(flat: dict[str, Any]) -> str:
+def label(flat: dict[str, Any]) -> str:
     """A short name of a configuration: model family, latent size, kappa."""
     if flat["latent"] == "gaussian":
         return f"G-NVDM d={flat['latent_dim']}"
@@ -94,189 +115,276 @@ def _label(flat: dict[str, Any]) -> str:
     return f"v-NVDM d={flat['latent_dim']} kappa={kappa}"
 
 
-def run_one(experiment: Experiment, run_dir: Path, resume: bool, log: Callable[[str], None] = print) -> dict[str, Any]:
-    """Train one model (or continue it), evaluate it on the test set, and write ``run_dir/result.json``.
+def run_one(experiment: Experiment, run_dir: Path, resume: bool, test: bool = True, prefix: str = "") -> dict[str, Any]:
+    """Train one model (or continue it), evaluate it on the test set, write and return ``run_dir/result.json``.
 
-    With ``resume`` and a finished ``result.json`` for the same configuration, that result is returned as is.
+    With ``resume`` and a finished ``result.json`` of the same configuration, that result is returned as is.
+    ``test=False`` skips the test set (model selection must never see it); ``prefix`` starts every log line.
     """
     flat = cfg.to_flat(experiment)
+
+    def log(line: str) -> None:
+        print(prefix + line, flush=True)
+
     result_path = run_dir / "result.json"
     if resume and result_path.exists():
-        import json
-
         previous = json.loads(result_path.read_text())
-        if previous["config"] == flat:
-            log(f"{_label(flat)}: already finished in {run_dir}")
+        same = all(previous["config"].get(k) == v for k, v in flat.items() if k not in RESUMABLE_CHANGES)
+        if same and (previous["test"] is not None or not test):
+            log(f"{label(flat)}: already finished in {run_dir}")
             return previous
-    started = time.perf_counter()
     if experiment.train.threads:
         torch.set_num_threads(experiment.train.threads)
     seed_everything(experiment.train.seed)
     splits = _splits(experiment.data)
     totals = splits.train.word_totals()
-    word_log_freq = (totals + 0.5).log() - (totals + 0.5).sum().log()  # smoothed: no word has -inf bias
+    word_log_freq = ((totals + 0.5) / (totals + 0.5).sum()).log()  # smoothed, so no word starts at -inf
     model = NVDM(experiment.model, splits.train.vocab_size, word_log_freq.float())
     trainer = Trainer(
         model,
         Batches(splits.train, experiment.train.batch_size, shuffle=True, seed=experiment.train.seed),
-        Batches(splits.valid, _EVAL_BATCH, shuffle=False),
+        Batches(splits.valid, EVAL_BATCH, shuffle=False),
         experiment.train,
         run_dir,
         run_config=flat,
         log=log,
     )
     log(
-        f"{_label(flat)}: {len(splits.train)} train / {len(splits.valid)} valid / {len(splits.test)} test docs "
-        f"({splits.name}), device {trainer.device}, {torch.get_num_threads()} threads, run dir {run_dir}"
+        f"{label(flat)}: {len(splits.train)} train / {len(splits.valid)} valid / {len(splits.test)} test documents "
+        f"({splits.name}); {trainer.device}, {torch.get_num_threads()} thread(s); run dir {run_dir}"
     )
     fit = trainer.fit(resume=resume)
-    log(f"{_label(flat)}: best epoch {fit.best_epoch} of {fit.epochs} ({fit.stop_reason}); evaluating on test...")
-    eval_started = time.perf_counter()
-    test = evaluate(model, lambda: Batches(splits.test, _EVAL_BATCH, shuffle=False), experiment.eval, log)
-    result = {
-        "label": _label(flat),
+    result: dict[str, Any] = {
+        "label": label(flat),
         "config": flat,
         "data": {"name": splits.name, "train": len(splits.train), "valid": len(splits.valid), "test": len(splits.test)},
         "best_epoch": fit.best_epoch,
         "epochs": fit.epochs,
         "stop_reason": fit.stop_reason,
         "train_seconds": fit.train_seconds,
-        "eval_seconds": time.perf_counter() - eval_started,
         "valid": fit.best_valid,
-        "test": test,
-        "session_seconds": time.perf_counter() - started,
+        "test": None,
     }
+    if test:
+        log(f"{label(flat)}: best epoch {fit.best_epoch} of {fit.epochs} ({fit.stop_reason}); evaluating on test")
+        started = time.perf_counter()
+        result["test"] = evaluate(model, lambda: Batches(splits.test, EVAL_BATCH, shuffle=False), experiment.eval, log)
+        result["eval_seconds"] = time.perf_counter() - started
+        log(summary(result))
     write_json(result_path, result)
-    log(_summary(result))
     return result
 
 
-def _summary(result: dict[str, Any]) -> str:
+def summary(result: dict[str, Any]) -> str:
+    """One line with the test metrics of a result."""
     t = result["test"]
-    iw = f", IW {t['iw_ppl_corpus']:.0f} / {t['iw_ppl_per_doc']:.0f}" if "iw_ppl_corpus" in t else ""
+    iw = f"; IW {t['iw_ppl_corpus']:.0f} / {t['iw_ppl_per_doc']:.0f}" if "iw_ppl_corpus" in t else ""
     return (
-        f"{result['label']}: test perplexity {t['ppl_corpus']:.0f} corpus / {t['ppl_per_doc']:.0f} per doc (ELBO){iw}; "
-        f"KL {t['kl']:.1f} nats/doc, {t['active_units']} active units"
+        f"{result['label']}: test perplexity {t['ppl_corpus']:.0f} corpus / {t['ppl_per_doc']:.0f} per doc "
+        f"(ELBO){iw}; KL {t['kl']:.1f} nats/doc; {t['active_units']} active units"
     )
+
+
+def _run_in_worker(job: tuple[Experiment, Path, bool, bool, str]) -> dict[str, Any]:
+    return run_one(*job)
+
+
+def run_many(
+    jobs: Sequence[tuple[str, Experiment]], root: Path, resume: bool, n_jobs: int, test: bool = True
+) -> list[dict[str, Any]]:
+    """Run named experiments under ``root/name``, one after the other or in ``n_jobs`` processes.
+
+    In parallel each process gets ``cpu_count // n_jobs`` threads (unless ``--threads`` says otherwise) and
+    no progress bar; every log line starts with the run's name.
+    """
+    if n_jobs <= 1:
+        return [run_one(e, root / name, resume, test) for name, e in jobs]
+    threads = max(1, (os.cpu_count() or 1) // n_jobs)
+    work = []
+    for name, e in jobs:
+        train = replace(e.train, threads=e.train.threads or threads, progress=False)
+        work.append((replace(e, train=train), root / name, resume, test, f"[{name}] "))
+    # spawn: a fresh interpreter per worker, never a fork of a process whose thread pools are running.
+    with multiprocessing.get_context("spawn").Pool(n_jobs) as pool:
+        return pool.map(_run_in_worker, work, chunksize=1)
 
 
 # -------------------------------------------------------------------------------------------- tables
-_COLUMNS = [
+def paper_number(result: dict[str, Any]) -> int | None:
+    """The published 20NG perplexity of the same configuration, if the paper has that row."""
+    c = result["config"]
+    if result["data"]["name"] != "20ng" or c["learn_kappa"] or (c["latent"] == "vmf" and c["kappa"] != PAPER_KAPPA):
+        return None
+    return PAPER_20NG.get((c["latent"], c["latent_dim"]))
+
+
+_TEST_COLUMNS = [
     ("label", "model", ""),
-    ("paper", "paper 20NG", ""),
-    ("ppl_corpus", "ELBO ppl, corpus", ".0f"),
-    ("ppl_per_doc", "ELBO ppl, per doc", ".0f"),
-    ("iw_ppl_corpus", "IW ppl, corpus", ".0f"),
-    ("iw_ppl_per_doc", "IW ppl, per doc", ".0f"),
-    ("kl", "KL (nats/doc)", ".1f"),
+    ("paper", "paper", ""),
+    ("ppl_corpus", "ELBO ppl corpus", ".0f"),
+    ("ppl_per_doc", "ELBO ppl per doc", ".0f"),
+    ("iw_ppl_corpus", "IW ppl corpus", ".0f"),
+    ("iw_ppl_per_doc", "IW ppl per doc", ".0f"),
+    ("kl", "KL", ".1f"),
     ("active_units", "active units", "d"),
     ("best_epoch", "best epoch", "d"),
-    ("train_seconds", "train time (s)", ".0f"),
+    ("train_seconds", "train s", ".0f"),
 ]
 
-
-def table_rows(results: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Flatten run results into table rows, with the published number beside each where there is one."""
-    rows = []
-    for r in results:
-        c = r["config"]
-        paper = None if c["learn_kappa"] else PAPER_20NG.get((c["latent"], c["latent_dim"]))
-        if paper is not None and (c["latent"] == "gaussian" or c["kappa"] == 100.0) and r["data"]["name"] == "20ng":
-            paper = str(paper)
-        else:
-            paper = None
-        rows.append(
-            {**r["test"], "label": r["label"], "paper": paper, **{k: r[k] for k in ("best_epoch", "train_seconds")}}
-        )
-    return rows
+TABLE_NOTE = (
+    "paper: Xu & Durrett (2018) Table 2 (v-NVDM, kappa 100; G-NVDM quoted from Miao et al. 2016). "
+    "corpus = exp(sum_d bound_d / sum_d N_d); per doc = exp(mean_d bound_d / N_d); ELBO bound with 20 samples "
+    "of z per document; IW = importance-weighted bound; KL in nats per document; active units: "
+    "Var_x(E_q[z_i]) > 0.01 x prior variance of z_i. See examples/README.md."
+)
 
 
-def print_table(results: Sequence[dict[str, Any]]) -> str:
-    table = markdown_table(table_rows(results), _COLUMNS)
-    print("\n" + table + "\n")
-    print(
-        "Paper numbers: v-NVDM from Xu & Durrett (2018), G-NVDM from Miao et al. (2016), as quoted in Table 2.\n"
-        "corpus = exp(sum of bounds / sum of tokens); per doc = exp(mean over documents of bound / tokens);\n"
-        "IW = importance-weighted bound. See examples/README.md for which definition each paper used."
+def test_table(results: Sequence[dict[str, Any]]) -> str:
+    """Markdown table of test metrics, the published number beside each row that has one."""
+    rows = [
+        {
+            **r["test"],
+            "label": r["label"],
+            "paper": paper_number(r),
+            "best_epoch": r["best_epoch"],
+            "train_seconds": r["train_seconds"],
+        }
+        for r in results
+    ]
+    return markdown_table(rows, _TEST_COLUMNS)
+
+
+def _markdown_report(title: str, body: str, meta: dict[str, Any], wall: float) -> str:
+    m = meta["machine"]
+    return (
+        f"# {title}\n\n{body}\n\n"
+        f"- command: `{meta['command']}`\n"
+        f"- commit: `{meta['commit']}`\n"
+        f"- machine: {m['cpu']}, {m['cpu_count']} CPUs; device {m['device']}; torch {m['torch']}, "
+        f"Python {m['python']}\n"
+        f"- date: {meta['date']}\n"
+        f"- wall time: {wall:.0f} s\n"
     )
-    return table
+
+
+def _history(run_dir: Path) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines() if line]
 
 
 # ------------------------------------------------------------------------------------------ commands
-def _experiment(preset: str | None, args: argparse.Namespace, extra: dict[str, Any] | None = None) -> Experiment:
-    base = dict(PRESETS[preset]) if preset else {}
-    base.update(extra or {})
+def _experiment(args: argparse.Namespace, preset: str | None, extra: dict[str, Any] | None = None) -> Experiment:
+    """Defaults < preset < ``extra`` < flags given on the command line."""
+    base = {**(PRESETS[preset] if preset else {}), **(extra or {})}
     return cfg.from_args(Experiment, args, base)
 
 
-def _run_many(
-    names: Sequence[str], experiments: Sequence[Experiment], root: Path, resume: bool
-) -> list[dict[str, Any]]:
-    return [run_one(e, root / name, resume) for name, e in zip(names, experiments)]
-
-
 def cmd_train(args: argparse.Namespace) -> None:
-    experiment = _experiment(args.preset, args)
+    experiment = _experiment(args, args.preset)
     flat = cfg.to_flat(experiment)
-    default_name = args.preset or f"{flat['latent']}-{flat['latent_dim']}"
-    run_dir = Path(args.run_dir) if args.run_dir else RUNS / "train" / default_name
+    run_dir = (
+        Path(args.run_dir)
+        if args.run_dir
+        else RUNS / "train" / (args.preset or f"{flat['latent']}-{flat['latent_dim']}")
+    )
     print(cfg.describe(experiment))
     result = run_one(experiment, run_dir, args.resume)
-    print_table([result])
+    print("\n" + test_table([result]) + "\n\n" + TABLE_NOTE)
 
 
 def cmd_compare(args: argparse.Namespace) -> None:
-    experiments = [_experiment(name, args, QUICK) for name in QUICK_ROWS]
-    root = Path(args.run_dir) if args.run_dir else RUNS / "compare"
     started = time.perf_counter()
-    results = _run_many(QUICK_ROWS, experiments, root, args.resume)
-    print_table(results)
-    print(f"total wall time {time.perf_counter() - started:.0f} s (this session)")
+    jobs = [(name, _experiment(args, name, QUICK_BUDGET)) for name in QUICK_ROWS]
+    results = run_many(jobs, Path(args.run_dir or RUNS / "compare"), args.resume, args.jobs)
+    print("\n" + test_table(results) + "\n\n" + TABLE_NOTE)
+    print(f"\nwall time {time.perf_counter() - started:.0f} s")
+
+
+def cmd_tune(args: argparse.Namespace) -> None:
+    started = time.perf_counter()
+    meta = run_metadata(select_device(args.device if "device" in args else "auto"))
+    jobs = [(f"{p}/lr-{lr:g}", _experiment(args, p, {"lr": lr})) for p in args.presets for lr in args.lrs]
+    results = run_many(jobs, Path(args.run_dir or RUNS / "tune"), args.resume, args.jobs, test=False)
+    rows = []
+    for (name, _), r in zip(jobs, results, strict=True):
+        rows.append(
+            {"preset": name.split("/")[0], "lr": r["config"]["lr"], "best_epoch": r["best_epoch"], **r["valid"]}
+        )
+    best = {}
+    for row in rows:
+        if row["preset"] not in best or row["valid_ppl_corpus"] < best[row["preset"]]["valid_ppl_corpus"]:
+            best[row["preset"]] = row
+    for row in rows:
+        row["chosen"] = "yes" if best[row["preset"]] is row else ""
+    wall = time.perf_counter() - started
+    columns = [
+        ("preset", "preset", ""),
+        ("lr", "lr", "g"),
+        ("valid_ppl_corpus", "valid ppl corpus", ".1f"),
+        ("valid_ppl_per_doc", "valid ppl per doc", ".1f"),
+        ("valid_kl", "valid KL", ".1f"),
+        ("best_epoch", "best epoch", "d"),
+        ("chosen", "chosen", ""),
+    ]
+    table = markdown_table(rows, columns)
+    print("\n" + table)
+    out = Path(args.out)
+    write_json(
+        out / "tuning.json",
+        {**meta, "wall_seconds": wall, "rows": rows, "chosen": {p: r["lr"] for p, r in best.items()}},
+    )
+    note = (
+        "Learning rate chosen per row by the validation ELBO (corpus-level perplexity, 1 sample of z) of the "
+        "best epoch; 1,000 documents held out from the training file; the test set is not used.\n"
+    )
+    (out / "tuning.md").write_text(
+        _markdown_report("Learning-rate selection on validation (20NG)", table + "\n\n" + note, meta, wall)
+    )
 
 
 def cmd_reproduce(args: argparse.Namespace) -> None:
-    root = Path(args.run_dir) if args.run_dir else RUNS / "reproduce"
+    root = Path(args.run_dir or RUNS / "reproduce")
     out = Path(args.out)
-    meta = run_metadata(select_device(getattr(args, "device", "auto")))
-    parts = {"table2", "sweep"} if args.part == "all" else {args.part}
-    if "table2" in parts:
+    meta = run_metadata(select_device(args.device if "device" in args else "auto"))
+    if args.part in ("all", "table2"):
         started = time.perf_counter()
-        results = _run_many(TABLE2_ROWS, [_experiment(n, args) for n in TABLE2_ROWS], root / "table2", args.resume)
+        jobs = [(name, _experiment(args, name)) for name in TABLE2_ROWS]
+        results = run_many(jobs, root / "table2", args.resume, args.jobs)
         wall = time.perf_counter() - started
-        table = print_table(results)
-        print(f"Table 2 rows: wall time {wall:.0f} s")
+        table = test_table(results)
+        print("\n" + table + "\n\n" + TABLE_NOTE + f"\n\nTable 2 rows: wall time {wall:.0f} s")
         write_json(out / "table2.json", {**meta, "wall_seconds": wall, "rows": results})
-        _write_markdown(out / "table2.md", "20NG document models (Table 2 rows)", meta, wall, table)
-        curves = {
-            r["label"]: (
-                [h["epoch"] for h in _history(root / "table2" / n)],
-                [h["valid_ppl_corpus"] for h in _history(root / "table2" / n)],
-            )
-            for n, r in zip(TABLE2_ROWS, results)
-        }
+        (out / "table2.md").write_text(
+            _markdown_report("NVDM on 20NG: Table 2 rows", table + "\n\n" + TABLE_NOTE, meta, wall)
+        )
+        curves = {}
+        for (name, _), r in zip(jobs, results, strict=True):
+            history = _history(root / "table2" / name)
+            curves[r["label"]] = ([h["epoch"] for h in history], [h["valid_ppl_corpus"] for h in history])
         plot_lines(
             out / "training_curves.png",
             curves,
             xlabel="epoch",
-            ylabel="validation perplexity (ELBO, corpus)",
+            ylabel="validation perplexity (ELBO, corpus-level)",
             title="NVDM on 20NG: validation perplexity during training",
         )
-    if "sweep" in parts:
+    if args.part in ("all", "sweep"):
         started = time.perf_counter()
-        names = [f"kappa-{k:g}" for k in SWEEP_KAPPAS]
-        experiments = [_experiment(SWEEP_BASE, args, {"kappa": k}) for k in SWEEP_KAPPAS]
-        results = _run_many(names, experiments, root / "sweep", args.resume)
-        learned = run_one(_experiment("v-nvdm-50-learned-kappa", args), root / "sweep" / "learned", args.resume)
+        jobs = [(f"kappa-{k:g}", _experiment(args, SWEEP_BASE, {"kappa": k})) for k in SWEEP_KAPPAS]
+        jobs.append(("learned-kappa", _experiment(args, "v-nvdm-50-learned-kappa")))
+        results = run_many(jobs, root / "sweep", args.resume, args.jobs)
         wall = time.perf_counter() - started
-        table = print_table([*results, learned])
-        print(f"kappa sweep: wall time {wall:.0f} s")
-        write_json(out / "kappa_sweep.json", {**meta, "wall_seconds": wall, "rows": [*results, learned]})
-        _write_markdown(
-            out / "kappa_sweep.md", "v-NVDM on 20NG, latent 50: perplexity against kappa", meta, wall, table
+        table = test_table(results)
+        print("\n" + table + "\n\n" + TABLE_NOTE + f"\n\nkappa sweep: wall time {wall:.0f} s")
+        write_json(out / "kappa_sweep.json", {**meta, "wall_seconds": wall, "rows": results})
+        (out / "kappa_sweep.md").write_text(
+            _markdown_report(
+                "v-NVDM on 20NG, latent 50: test perplexity against kappa", table + "\n\n" + TABLE_NOTE, meta, wall
+            )
         )
+        fixed = results[: len(SWEEP_KAPPAS)]
         series = {
-            name: (list(SWEEP_KAPPAS), [r["test"][key] for r in results])
-            for name, key in (
+            title: (list(SWEEP_KAPPAS), [r["test"][key] for r in fixed])
+            for title, key in (
                 ("ELBO, corpus", "ppl_corpus"),
                 ("ELBO, per doc", "ppl_per_doc"),
                 ("IW, corpus", "iw_ppl_corpus"),
@@ -288,58 +396,43 @@ def cmd_reproduce(args: argparse.Namespace) -> None:
             series,
             xlabel="kappa (fixed)",
             ylabel="test perplexity",
-            title="v-NVDM, 20NG, latent 50",
+            title="v-NVDM on 20NG, latent 50",
             logx=True,
-            hlines={"paper v-NVDM d=50: 830": PAPER_20NG[("vmf", 50)]},
+            hlines={"paper, kappa 100: 830": PAPER_20NG[("vmf", 50)]},
         )
-
-
-def _history(run_dir: Path) -> list[dict[str, Any]]:
-    import json
-
-    return [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines() if line]
-
-
-def _write_markdown(path: Path, title: str, meta: dict[str, Any], wall: float, table: str) -> None:
-    m = meta["machine"]
-    text = (
-        f"# {title}\n\n{table}\n\n"
-        f"- command: `{meta['command']}`\n- commit: `{meta['commit']}`\n"
-        f"- machine: {m['cpu']}, {m['cpu_count']} CPUs, {m['torch_threads']} torch threads, device {m['device']}; "
-        f"torch {m['torch']}, Python {m['python']}\n- date: {meta['date']}\n- wall time: {wall:.0f} s\n\n"
-        "Test perplexities of the best-validation checkpoint. corpus = exp(sum_d bound_d / sum_d N_d); per doc = "
-        "exp(mean_d bound_d / N_d); ELBO bound with 20 samples of z per document; IW = importance-weighted bound "
-        "(100 samples). KL in nats per document; active units: Var_x(E_q[z_i]) > 0.01 x prior variance.\n"
-    )
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text)
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     commands = parser.add_subparsers(dest="command", required=True)
 
-    def common(p: argparse.ArgumentParser) -> None:
+    def command(name: str, help_text: str, func: Any, jobs: bool = True) -> argparse.ArgumentParser:
+        p = commands.add_parser(name, help=help_text, description=help_text)
+        p.set_defaults(func=func)
         p.add_argument(
-            "--run-dir", help="where checkpoints, metrics.jsonl and result.json go (default under examples/runs/nvdm/)"
+            "--run-dir", help="where checkpoints, metrics.jsonl and result.json go (default: examples/runs/nvdm/...)"
         )
-        p.add_argument("--resume", action="store_true", help="continue an interrupted run from its last checkpoint")
-        cfg.add_flags(p, Experiment)
+        p.add_argument("--resume", action="store_true", help="continue interrupted runs from their last checkpoint")
+        if jobs:
+            p.add_argument(
+                "--jobs", type=int, default=1, help="models trained at once, each in its own process (default: 1)"
+            )
+        return p
 
-    p = commands.add_parser("train", help="train and evaluate one model")
+    p = command("train", "train and evaluate one model", cmd_train, jobs=False)
     p.add_argument("--preset", choices=sorted(PRESETS), help="start from a named configuration")
-    common(p)
-    p.set_defaults(func=cmd_train)
-
-    p = commands.add_parser("compare", help="quick start: G-NVDM (d=50) and v-NVDM (d=25) on 20NG, short budget")
-    common(p)
-    p.set_defaults(func=cmd_compare)
-
-    p = commands.add_parser("reproduce", help="Table 2 rows for 20NG, kappa sweep, plots")
+    cfg.add_flags(p, Experiment)
+    p = command("compare", "quick start: G-NVDM (d=50) and v-NVDM (d=25, kappa 100), 25 epochs each", cmd_compare)
+    cfg.add_flags(p, Experiment)
+    p = command("tune", "select the learning rate of each preset on the validation split", cmd_tune)
+    p.add_argument("--presets", nargs="+", choices=sorted(PRESETS), default=list(TABLE2_ROWS))
+    p.add_argument("--lrs", nargs="+", type=float, default=list(TUNE_LRS))
+    p.add_argument("--out", default=str(RESULTS), help="where tuning.md / tuning.json go")
+    cfg.add_flags(p, Experiment)
+    p = command("reproduce", "Table 2 rows for 20NG, a kappa sweep at latent 50, plots", cmd_reproduce)
     p.add_argument("--part", choices=("all", "table2", "sweep"), default="all")
-    p.add_argument("--out", default=str(RESULTS), help="where the results tables and plots go")
-    common(p)
-    p.set_defaults(func=cmd_reproduce)
+    p.add_argument("--out", default=str(RESULTS), help="where the tables and plots go")
+    cfg.add_flags(p, Experiment)
     return parser
 
 
@@ -348,9 +441,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         args.func(args)
     except KeyboardInterrupt:
-        print("interrupted; run the same command with --resume to continue", file=sys.stderr)
+        print("interrupted: run the same command with --resume to continue", file=sys.stderr)
         return 130
-    except NonFiniteLossError as error:
+    except (NonFiniteLossError, CheckpointError, DataFormatError, FileNotFoundError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
     return 0

@@ -85,7 +85,7 @@ def _attribute_docs(cls: type) -> dict[str, str]:
             current = header.group(1)
             out[current] = ""
         elif current and line.strip():
-            out[current] = (out[current] + " " + line.strip()).strip()
+            out[current] = (out[current] + " " + line.strip().replace("``", "")).strip()
     return out
 
 

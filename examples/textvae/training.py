@@ -46,6 +46,7 @@ __all__ = [
     "Trainer",
     "FitResult",
     "NonFiniteLossError",
+    "CheckpointError",
     "seed_everything",
     "select_device",
     "RESUMABLE_CHANGES",
@@ -112,6 +113,10 @@ class TrainConfig:
 
 class NonFiniteLossError(RuntimeError):
     """The training loss became NaN or infinite; training stopped without saving the bad state."""
+
+
+class CheckpointError(RuntimeError):
+    """A run directory that cannot be used as asked: a checkpoint to overwrite, or one from other settings."""
 
 
 @dataclass
@@ -337,7 +342,7 @@ class Trainer:
             details = ", ".join(
                 f"{k}: {checkpoint['run_config'].get(k)!r} -> {self.run_config.get(k)!r}" for k in sorted(changed)
             )
-            raise ValueError(f"cannot resume {self.last_path}: the run was started with other settings ({details})")
+            raise CheckpointError(f"cannot resume {self.last_path}: it was started with other settings ({details})")
         self.model.load_state_dict(checkpoint["model"])
         self.optimizer.load_state_dict(checkpoint["optimizer"])
         self.state = checkpoint["trainer"]
@@ -468,7 +473,7 @@ class Trainer:
             self._load_last()
             self.log(f"resumed {self.last_path} at epoch {self.state['epoch'] + 1}, step {self.state['step_in_epoch']}")
         elif self.last_path.exists():
-            raise FileExistsError(f"{self.last_path} exists: pass resume=True (--resume) or use a new run directory")
+            raise CheckpointError(f"{self.last_path} exists: pass resume=True (--resume) or use a new run directory")
         else:
             self.metrics_path.write_text("")
             # The run's random stream (sampling, dropout) depends on the seed alone, not on whatever

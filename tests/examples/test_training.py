@@ -11,7 +11,7 @@ import torch
 from textvae.bow import BowCorpus
 from textvae.data import Batches
 from textvae.nvdm_model import NVDM, NVDMConfig
-from textvae.training import NonFiniteLossError, TrainConfig, Trainer, seed_everything
+from textvae.training import CheckpointError, NonFiniteLossError, TrainConfig, Trainer, seed_everything
 from textvae.vae import ELBOTerms
 
 MODEL = NVDMConfig(latent_dim=4, hidden=32)
@@ -103,9 +103,9 @@ def test_resume_with_more_epochs_extends_a_finished_run(tiny_corpora, tmp_path: 
 
 def test_existing_run_is_not_overwritten_and_settings_must_match(tiny_corpora, tmp_path: Path) -> None:
     _trainer(tiny_corpora, tmp_path, replace(TRAIN, max_epochs=1)).fit()
-    with pytest.raises(FileExistsError, match="--resume"):
+    with pytest.raises(CheckpointError, match="--resume"):
         _trainer(tiny_corpora, tmp_path, replace(TRAIN, max_epochs=1)).fit()
-    with pytest.raises(ValueError, match=r"lr: 0\.003 -> 0\.01"):
+    with pytest.raises(CheckpointError, match=r"lr: 0\.003 -> 0\.01"):
         _trainer(tiny_corpora, tmp_path, replace(TRAIN, lr=0.01)).fit(resume=True)
 
 

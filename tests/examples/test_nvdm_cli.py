@@ -1,0 +1,47 @@
+"""The document-model command line, end to end on a small slice of 20 Newsgroups."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import nvdm
+import pytest
+
+SMALL = [
+    "--limit-docs", "300", "--valid-docs", "60", "--hidden", "32", "--latent-dim", "4", "--batch-size", "32",
+    "--max-epochs", "2", "--eval-samples", "2", "--iw-samples", "6", "--iw-chunk", "4", "--no-progress",
+]  # fmt: skip
+
+
+def test_train_evaluates_and_resume_reuses_the_finished_run(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    assert nvdm.main(["train", "--run-dir", str(tmp_path), *SMALL]) == 0
+    result = json.loads((tmp_path / "result.json").read_text())
+    assert result["data"] == {"name": "20ng", "train": 240, "valid": 60, "test": 300}
+    assert result["epochs"] == 2 and len((tmp_path / "metrics.jsonl").read_text().splitlines()) == 2
+    test = result["test"]
+    assert test["n_examples"] == 300
+    # The IW bound is tighter than the ELBO; a per-document average weighs short, harder documents more.
+    assert test["iw_ppl_corpus"] < test["ppl_corpus"] < test["ppl_per_doc"]
+    assert "| G-NVDM d=4 |" in capsys.readouterr().out
+
+    assert nvdm.main(["train", "--run-dir", str(tmp_path), "--resume", *SMALL]) == 0
+    assert "already finished" in capsys.readouterr().out
+    assert nvdm.main(["train", "--run-dir", str(tmp_path), *SMALL]) == 1  # would overwrite: refused
+    assert "--resume" in capsys.readouterr().err
+
+
+def test_malformed_data_is_reported_with_file_and_line(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    (tmp_path / "vocab.new").write_text("a 1\nb 1\n")
+    (tmp_path / "train.feat").write_text("1 1:1\n1 2:2\n")
+    (tmp_path / "test.feat").write_text("1 1:1\n1 3:1\n")
+    code = nvdm.main(["train", "--data-dir", str(tmp_path), "--run-dir", str(tmp_path / "run"), "--valid-docs", "1"])
+    assert code == 1
+    assert f"{tmp_path / 'test.feat'}, line 2: word id 3 outside the vocabulary 1..2" in capsys.readouterr().err
+
+
+def test_presets_and_flags_combine() -> None:
+    args = nvdm.build_parser().parse_args(["train", "--preset", "v-nvdm-25", "--kappa", "50"])
+    experiment = nvdm._experiment(args, args.preset)
+    assert (experiment.model.latent, experiment.model.latent_dim, experiment.model.kappa) == ("vmf", 25, 50.0)
+    assert experiment.train.lr == nvdm.PRESETS["v-nvdm-25"]["lr"]
