@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import multiprocessing
 import os
 import sys
@@ -185,8 +186,15 @@ def summary(result: dict[str, Any]) -> str:
     )
 
 
-def _run_in_worker(job: tuple[Experiment, Path, bool, bool, str]) -> dict[str, Any]:
-    return run_one(*job)
+def _run_or_report(job: tuple[Experiment, Path, bool, bool, str]) -> dict[str, Any]:
+    """:func:`run_one`, except that a diverged run becomes a result with an ``error`` instead of an exception,
+    so that one bad setting (a learning rate too large) does not stop the runs beside it."""
+    experiment, run_dir, resume, test, prefix = job
+    try:
+        return run_one(experiment, run_dir, resume, test, prefix)
+    except NonFiniteLossError as error:
+        print(f"{prefix}error: {error}", file=sys.stderr, flush=True)
+        return {"label": label(cfg.to_flat(experiment)), "config": cfg.to_flat(experiment), "error": str(error)}
 
 
 def run_many(
@@ -195,10 +203,11 @@ def run_many(
     """Run named experiments under ``root/name``, one after the other or in ``n_jobs`` processes.
 
     In parallel each process gets ``cpu_count // n_jobs`` threads (unless ``--threads`` says otherwise) and
-    no progress bar; every log line starts with the run's name.
+    no progress bar; every log line starts with the run's name. A run whose loss became NaN is returned
+    as ``{"label", "config", "error"}``.
     """
     if n_jobs <= 1:
-        return [run_one(e, root / name, resume, test) for name, e in jobs]
+        return [_run_or_report((e, root / name, resume, test, "")) for name, e in jobs]
     threads = max(1, (os.cpu_count() or 1) // n_jobs)
     work = []
     for name, e in jobs:
@@ -206,7 +215,7 @@ def run_many(
         work.append((replace(e, train=train), root / name, resume, test, f"[{name}] "))
     # spawn: a fresh interpreter per worker, never a fork of a process whose thread pools are running.
     with multiprocessing.get_context("spawn").Pool(n_jobs) as pool:
-        return pool.map(_run_in_worker, work, chunksize=1)
+        return pool.map(_run_or_report, work, chunksize=1)
 
 
 # -------------------------------------------------------------------------------------------- tables
@@ -240,18 +249,15 @@ TABLE_NOTE = (
 
 
 def test_table(results: Sequence[dict[str, Any]]) -> str:
-    """Markdown table of test metrics, the published number beside each row that has one."""
+    """Markdown table of test metrics, the published number beside each row that has one; failed runs
+    are listed under the table with their error."""
+    done = [r for r in results if "error" not in r]
     rows = [
-        {
-            **r["test"],
-            "label": r["label"],
-            "paper": paper_number(r),
-            "best_epoch": r["best_epoch"],
-            "train_seconds": r["train_seconds"],
-        }
-        for r in results
+        {**r["test"], **{k: r[k] for k in ("label", "best_epoch", "train_seconds")}, "paper": paper_number(r)}
+        for r in done
     ]
-    return markdown_table(rows, _TEST_COLUMNS)
+    failed = "".join(f"\n\n{r['label']}: failed: {r['error']}" for r in results if "error" in r)
+    return markdown_table(rows, _TEST_COLUMNS) + failed
 
 
 def _markdown_report(title: str, body: str, meta: dict[str, Any], wall: float) -> str:
@@ -306,9 +312,12 @@ def cmd_tune(args: argparse.Namespace) -> None:
     results = run_many(jobs, Path(args.run_dir or RUNS / "tune"), args.resume, args.jobs, test=False)
     rows = []
     for (name, _), r in zip(jobs, results, strict=True):
-        rows.append(
-            {"preset": name.split("/")[0], "lr": r["config"]["lr"], "best_epoch": r["best_epoch"], **r["valid"]}
-        )
+        row = {"preset": name.split("/")[0], "lr": r["config"]["lr"]}
+        if "error" in r:  # diverged: never chosen
+            row.update(valid_ppl_corpus=math.inf, best_epoch=None, error=r["error"])
+        else:
+            row.update(best_epoch=r["best_epoch"], **r["valid"])
+        rows.append(row)
     best = {}
     for row in rows:
         if row["preset"] not in best or row["valid_ppl_corpus"] < best[row["preset"]]["valid_ppl_corpus"]:

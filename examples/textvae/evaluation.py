@@ -34,7 +34,7 @@ from torch import Tensor
 from .data import move_to_device
 from .vae import TextVAE
 
-__all__ = ["EvalConfig", "perplexities", "elbo_terms", "iw_nll", "active_units", "evaluate"]
+__all__ = ["EvalConfig", "perplexity", "perplexities", "elbo_terms", "iw_nll", "active_units", "evaluate"]
 
 
 @dataclass(frozen=True)
@@ -59,6 +59,11 @@ class EvalConfig:
     au_threshold: float = 0.01
 
 
+def perplexity(nats_per_token: float) -> float:
+    """``exp(nats_per_token)``, or ``inf`` where that overflows (a diverging model must not crash the logs)."""
+    return math.exp(nats_per_token) if nats_per_token < 700 else math.inf
+
+
 def perplexities(nll: Tensor, n_tokens: Tensor) -> dict[str, float]:
     """Corpus-level and per-document-average perplexity from per-example NLLs (nats) and token counts.
 
@@ -69,8 +74,8 @@ def perplexities(nll: Tensor, n_tokens: Tensor) -> dict[str, float]:
     if (n_tokens <= 0).any():
         raise ValueError("every example needs at least one token to have a perplexity")
     return {
-        "corpus": math.exp(float(nll.sum() / n_tokens.sum())),
-        "per_doc": math.exp(float((nll / n_tokens).mean())),
+        "corpus": perplexity(float(nll.sum() / n_tokens.sum())),
+        "per_doc": perplexity(float((nll / n_tokens).mean())),
     }
 
 

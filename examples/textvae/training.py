@@ -38,7 +38,7 @@ import numpy as np
 import torch
 
 from .data import Batches, derive_seed, move_to_device
-from .evaluation import elbo_terms, perplexities
+from .evaluation import elbo_terms, perplexities, perplexity
 from .vae import TextVAE
 
 __all__ = [
@@ -422,7 +422,7 @@ class Trainer:
             "train_loss": sums["loss"] / sums["examples"],
             "train_recon": sums["recon"] / sums["examples"],
             "train_kl": sums["kl"] / sums["examples"],
-            "train_ppl_corpus": math.exp((sums["recon"] + sums["kl"]) / sums["tokens"]),
+            "train_ppl_corpus": perplexity((sums["recon"] + sums["kl"]) / sums["tokens"]),
             **valid,
             "best": improved,
             "seconds": sums["seconds"],
