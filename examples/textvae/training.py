@@ -449,7 +449,7 @@ class Trainer:
             f"{record['lr']:.3g} | {record['seconds']:5.1f}s{' *' if improved else ''}"
         )
 
-    def fit(self, resume: bool = False, interrupt_after_steps: int | None = None) -> FitResult:
+    def fit(self, resume: bool = False) -> FitResult:
         """Train until early stopping or ``max_epochs``, then load the best weights into the model.
 
         Parameters
@@ -457,9 +457,6 @@ class Trainer:
         resume
             Continue from ``run_dir/last.pt``. Without it, a run directory that already holds a checkpoint
             is refused rather than overwritten.
-        interrupt_after_steps
-            Behave as if interrupted (checkpoint, then raise KeyboardInterrupt) after this many steps of
-            this session: used by the tests of resuming.
 
         Raises
         ------
@@ -484,7 +481,6 @@ class Trainer:
             state["stop_reason"] = "max epochs"  # a resume with a smaller max_epochs
         elif state["stop_reason"] == "max epochs" and state["epoch"] < config.max_epochs:
             state["stop_reason"] = None  # a resume with a larger max_epochs continues
-        steps_this_session = 0
         with _GracefulInterrupt().installed() as interrupt:
             while state["stop_reason"] is None:
                 self.model.train()
@@ -498,11 +494,8 @@ class Trainer:
                 try:
                     for batch in self.train_batches.epoch(state["epoch"], start=state["step_in_epoch"]):
                         self._step(batch)
-                        steps_this_session += 1
                         sums = state["sums"]
                         progress.update(loss=sums["loss"] / sums["examples"])
-                        if interrupt_after_steps is not None and steps_this_session >= interrupt_after_steps:
-                            interrupt.requested = True
                         if interrupt.requested or (
                             config.checkpoint_every and state["global_step"] % config.checkpoint_every == 0
                         ):

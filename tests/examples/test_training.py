@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import signal
 from dataclasses import replace
 from pathlib import Path
 
@@ -70,16 +71,37 @@ def test_same_seed_same_run(tiny_corpora, tmp_path: Path) -> None:
     assert not _same(_params(a), _params(c))
 
 
-@pytest.mark.parametrize("interrupt_after", [8, 6])  # 6 batches per epoch: mid-epoch and an epoch boundary
-def test_resume_continues_exactly_where_it_stopped(tiny_corpora, tmp_path: Path, interrupt_after: int) -> None:
+class _SelfInterruptingNVDM(NVDM):
+    """An NVDM that sends its own process a SIGINT (as Ctrl-C would) during the given training step."""
+
+    def __init__(self, *args, interrupt_at: int, **kwargs) -> None:  # type: ignore[no-untyped-def]
+        super().__init__(*args, **kwargs)
+        self.interrupt_at = interrupt_at
+        self.calls = 0
+
+    def forward(self, batch, n_samples=1):  # type: ignore[no-untyped-def]
+        if self.training:
+            self.calls += 1
+            if self.calls == self.interrupt_at:
+                signal.raise_signal(signal.SIGINT)
+        return super().forward(batch, n_samples)
+
+
+@pytest.mark.parametrize("interrupt_at", [8, 6])  # 6 batches per epoch: mid-epoch and an epoch boundary
+def test_ctrl_c_checkpoints_and_resume_continues_exactly(tiny_corpora, tmp_path: Path, interrupt_at: int) -> None:
     reference = _trainer(tiny_corpora, tmp_path / "ref")
     reference.fit()
 
     interrupted = _trainer(tiny_corpora, tmp_path / "run")
+    seed_everything(0)  # same initial weights as the reference, in a model that interrupts itself
+    interrupted.model = _SelfInterruptingNVDM(MODEL, tiny_corpora[0].vocab_size, interrupt_at=interrupt_at)
+    interrupted.optimizer = torch.optim.Adam(interrupted.model.parameters(), lr=TRAIN.lr)
     with pytest.raises(KeyboardInterrupt):
-        interrupted.fit(interrupt_after_steps=interrupt_after)
+        interrupted.fit()
+    # The interrupted step was completed, then saved.
     saved = torch.load(tmp_path / "run" / "last.pt", weights_only=False)["trainer"]
-    assert saved["global_step"] == interrupt_after
+    assert saved["global_step"] == interrupt_at
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # handler restored
 
     # A new process would build a fresh model (here from another seed, to show the checkpoint is loaded).
     resumed = _trainer(tiny_corpora, tmp_path / "run", init_seed=99)
