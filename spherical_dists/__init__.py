@@ -1,7 +1,15 @@
-"""Directional distributions on the unit hypersphere for PyTorch."""
+"""Directional distributions on the unit hypersphere for PyTorch.
 
-from . import special
+* :class:`VonMisesFisher` and :class:`HypersphericalUniform`, ``torch.distributions``-compatible,
+  with :func:`torch.distributions.kl_divergence` registered for every pair;
+* :mod:`spherical_dists.special`: log-Bessel functions and the vMF normaliser, exact in float64;
+* :mod:`spherical_dists.constraints`: the ``sphere`` support and its ``transform_to``.
+"""
+
+from . import constraints, kl, special
+from .hyperspherical_uniform import HypersphericalUniform
+from .von_mises_fisher import VonMisesFisher
 
 __version__ = "0.1.0"
 
-__all__ = ["special", "__version__"]
+__all__ = ["VonMisesFisher", "HypersphericalUniform", "constraints", "kl", "special", "__version__"]

@@ -4,24 +4,30 @@ Everything is computed in float64 from three quantities that are free of cancell
 
 * ``F = log I_v(x) - v log x``, finite on [0, inf) (``F(v, 0) = -v log 2 - lgamma(v + 1)``);
 * ``E = log I_v(x) - x`` (the log of the exponentially scaled function);
-* ``A = I_{v+1}(x) / I_v(x)``, with ``dF/dx = A``.
+* ``A = I_{v+1}(x) / I_v(x)``, with ``dF/dx = A``;
+* ``G = F(v, x) - F(v, 0) = log 0F1(; v + 1; x^2 / 4) >= 0``, accurate to relative precision even
+  where it is tiny (the KL divergences at small concentration need it);
+* ``1 - A``, accurate to relative precision as A -> 1 (the KL at large concentration needs it).
 
-Each element falls in one of three regions:
+Regions (r = sqrt(v^2 + x^2)):
 
-1. Series, v < 20 and x <= 1: ``I_v(x) = (x/2)^v / Gamma(v+1) * sum_k q^k / (k! (v+1)_k)`` with
-   q = x^2 / 4 <= 1/4; all terms are positive and 11 of them leave a truncation error below 3e-17.
-2. Debye, v >= 20: the uniform asymptotic expansion (DLMF 10.41.3) with 13 correction terms. Its
-   truncation error, measured against mpmath, is below 1.1e-17 in log I_v at v = 20 for every x,
-   and falls quickly with v. The ratio A uses the companion expansion of I_v' in the form
-   ``A = z / (1 + s) * (1 + sum W_k / v^k) / (sum U_k / v^k)``, exact as z -> 0 and z -> inf.
-3. Shifted Debye plus recurrence, v < 20 and x > 1: the expansion at order nu = v + n >= 20
-   (n <= 20 steps) gives log I_nu and I_{nu+1}/I_nu; the backward recurrence
-   ``R_j = 1 / (2 j / x + R_{j+1})`` with ``R_j = I_j / I_{j-1}`` is stable for the minimal
-   solution I and brings both down to order v. The product of the n ratios stays in
-   [1e-38, 1] for x > 1, so it is accumulated as a product and logged once.
+1. Series, x^2 <= v + 1: ``I_v(x) = (x/2)^v / Gamma(v+1) * sum_k q^k / (k! (v+1)_k)`` with
+   q = x^2 / 4 <= (v + 1) / 4; all terms are positive, the k-th is below 4^-k / k!, and 14 of
+   them leave a truncation error below 1e-19.
+2. Debye, the rest (v >= 20 or x >= 50): the uniform asymptotic expansion (DLMF 10.41.3), written in
+   terms of r so that it holds down to v = 0 (where it becomes Hankel's expansion in 1/x). Its
+   k-th correction is ``Q_k(y) / r^k`` with y = (v/r)^2 and ``max_y |Q_k(y)|`` tabulated in
+   ``_debye``; 13 terms leave an error below 1e-17 for r >= 42, 6 terms for r >= 400 and 3 for
+   r >= 2e4 (the CPU path uses the shorter sums there). The ratio A uses the companion expansion of I_v':
+   ``A = x / (v + r) * (1 + sum W_k / v^k) / (sum U_k / v^k)``, exact as x -> 0 and x -> inf.
+3. Shifted Debye plus recurrence, v < 20 and sqrt(v + 1) < x < 50: the expansion at order nu = v + 20
+   gives log I_nu and I_{nu+1}/I_nu; the backward recurrence ``R_j = 1 / (2 j / x + R_{j+1})``
+   with ``R_j = I_j / I_{j-1}`` is stable for the minimal solution I and brings both down to
+   order v in 20 steps. The product of the 20 ratios stays in [1e-38, 1] for x > 1, so it is
+   accumulated as a product and logged once.
 
 Two dispatch strategies evaluate the same region formulas: on CPU in eager mode each region runs
-on its own elements only (boolean indexing, several times faster); on CUDA and under
+on its own elements only, in cache-sized chunks (several times faster); on CUDA and under
 ``torch.compile`` every region is evaluated on every element and the right one is picked with
 ``torch.where``, which has no data-dependent shapes and never synchronises with the host.
 
@@ -31,73 +37,118 @@ the tests check it against mpmath at 50 digits.
 
 from __future__ import annotations
 
+import functools
 import math
+from collections.abc import Callable
 
 import torch
 from torch import Tensor
 
 from ._debye import debye_q_r
 
-DEBYE_MIN_ORDER = 20.0  # Debye is evaluated at orders >= this
-SERIES_MAX_X = 1.0  # the series is used for x <= this (and v < DEBYE_MIN_ORDER)
-_SERIES_TERMS = 11
-_DEBYE_TERMS = 13
-_RECURRENCE_STEPS = 20  # orders v < 20 start the recurrence at v + 20 >= DEBYE_MIN_ORDER
+DEBYE_MIN_ORDER = 20.0  # Debye is used at orders >= this ...
+DEBYE_MIN_X = 50.0  # ... or at arguments >= this, whatever the order
+_SERIES_TERMS = 14  # the series is used for x^2 <= v + 1
+_DEBYE_TERMS = 13  # error < 1e-17 for r >= 42 (so for every element that reaches Debye)
+# Shorter sums for larger r, used by the CPU path: (smallest r, terms), the omitted term's
+# bound max_y |Q_{K+1}(y)| / r^(K+1) staying below 1e-17 (6 terms: r >= 357; 3 terms: r >= 1.8e4).
+_DEBYE_SHORT = ((2e4, 3), (400.0, 6))
+_RECURRENCE_STEPS = 20  # region 3 starts the recurrence at v + 20 >= DEBYE_MIN_ORDER
 _LOG_2PI = math.log(2 * math.pi)
 _LOG_2 = math.log(2.0)
 # Elements per chunk on CPU: the temporaries of a chunk stay in cache, which is 2-4x faster than
 # streaming whole tensors through memory.
 _CHUNK = 1 << 16
 
-Parts = tuple[Tensor, Tensor, Tensor, Tensor]  # (F, E, A, A / x)
+Parts = tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]  # (F, E, A, A / x, G, 1 - A)
 
-_coefficient_cache: dict[torch.device, Tensor] = {}
+_coefficient_cache: dict[tuple[torch.device, int], Tensor] = {}
 
-
-def _debye_matrix(device: torch.device) -> Tensor:
-    """(2K + 2, K + 1) float64: row k holds Q_k, row K + 1 + k holds R_k, by power of y = p^2."""
-    mat = _coefficient_cache.get(device)
-    if mat is None:
-        qs, rs = debye_q_r(_DEBYE_TERMS)
-        width = _DEBYE_TERMS + 1
-        rows = [[float(c) for c in poly] + [0.0] * (width - len(poly)) for poly in (*qs, *rs)]
-        mat = torch.tensor(rows, dtype=torch.float64, device=device)
-        _coefficient_cache[device] = mat
-    return mat
+# Binet's function mu(v) = lgamma(v + 1) - (v log v - v + log(2 pi v) / 2) = sum_j B_2j / (2j (2j-1) v^(2j-1));
+# seven terms are below 1e-19 for v >= 20.
+_BINET = (1 / 12, -1 / 360, 1 / 1260, -1 / 1680, 1 / 1188, -691 / 360360, 1 / 156)
 
 
-def _debye(nu: Tensor, x: Tensor) -> Parts:
-    """Debye expansion at order ``nu >= 20`` for 1-D tensors."""
-    k = _DEBYE_TERMS
-    z = x / nu
-    s = torch.hypot(torch.ones_like(z), z)
-    p = 1.0 / s
+def _binet(v: Tensor) -> Tensor:
+    inv_sq = 1.0 / (v * v)
+    out = torch.full_like(v, _BINET[-1])
+    for c in _BINET[-2::-1]:
+        out = out * inv_sq + c
+    return out / v
+
+
+def _log_iv_minus_v_log_x_at_zero(v: Tensor) -> Tensor:
+    """F(v, 0) = -v log 2 - lgamma(v + 1)."""
+    return -v * _LOG_2 - torch.lgamma(v + 1.0)
+
+
+def _build_debye_matrix(terms: int) -> Tensor:
+    """(2K + 2, K + 1) float64: row k holds Q_k, row K + 1 + k holds R_k, by power of y."""
+    qs, rs = debye_q_r(terms)
+    rows = [[float(c) for c in poly] + [0.0] * (terms + 1 - len(poly)) for poly in (*qs, *rs)]
+    return torch.tensor(rows, dtype=torch.float64)
+
+
+# Built once at import, on the CPU (a few milliseconds of exact rational arithmetic); copies on
+# other devices are cached on first use in eager mode.
+_CPU_MATRICES = {terms: _build_debye_matrix(terms) for terms in (_DEBYE_TERMS, *(t for _, t in _DEBYE_SHORT))}
+
+
+def _debye_matrix(device: torch.device, terms: int) -> Tensor:
+    mat = _CPU_MATRICES[terms]
+    if device.type == "cpu":
+        return mat
+    if torch.compiler.is_compiling():  # no cache mutation inside a compiled graph
+        return mat.to(device)
+    key = (device, terms)
+    if key not in _coefficient_cache:
+        _coefficient_cache[key] = mat.to(device)
+    return _coefficient_cache[key]
+
+
+def _debye(nu: Tensor, x: Tensor, terms: int = _DEBYE_TERMS) -> Parts:
+    """Debye's expansion at order ``nu`` for 1-D tensors with sqrt(nu^2 + x^2) >= 42.
+
+    With r = sqrt(nu^2 + x^2), y = (nu / r)^2 and u = 1 / r, the sums are
+    ``sum_k U_k(p) / nu^k = sum_k u^k Q_k(y)`` and ``sum_k W_k(p) / nu^k = -(1 + p) sum_k u^k R_k(y)``
+    (p = nu / r), and ``nu * eta - log I_nu``'s other terms are rewritten without dividing by nu.
+    At x = 0 the sum of U_k is exp(-mu(nu)) (Stirling's series), which gives G = F(x) - F(0)
+    without subtracting two large numbers.
+    """
+    r = torch.hypot(nu, x)
+    u = 1.0 / r
+    p = nu * u
     y = p * p
-    u = p / nu
-    # Rows y^0..y^K, then every Q_k(y) and R_k(y) in one small matrix product.
-    y_pow = torch.empty(k + 1, *y.shape, dtype=y.dtype, device=y.device)
+    y_pow = torch.empty(terms + 1, *y.shape, dtype=y.dtype, device=y.device)
     y_pow[0] = 1.0
-    for j in range(1, k + 1):
+    for j in range(1, terms + 1):
         torch.mul(y_pow[j - 1], y, out=y_pow[j])
-    qr = _debye_matrix(x.device) @ y_pow
-    # Horner in u = p / nu: sum_k u^k Q_k(y) = sum_k U_k(p) / nu^k, likewise for R_k.
-    sum_u = qr[k]
-    sum_r = qr[2 * k + 1]
-    for j in range(k - 1, -1, -1):
+    qr = _debye_matrix(x.device, terms) @ y_pow  # every Q_k(y) and R_k(y) in one small product
+    sum_u = qr[terms]
+    sum_r = qr[2 * terms + 1]
+    for j in range(terms - 1, -1, -1):  # Horner in u
         sum_u = torch.addcmul(qr[j], u, sum_u)
-        sum_r = torch.addcmul(qr[k + 1 + j], u, sum_r)
-    sum_w = -(1.0 + p) * sum_r  # sum_k W_k(p) / nu^k
-    common = -0.5 * (_LOG_2PI + torch.log(nu)) - 0.5 * torch.log(s) + torch.log(sum_u)
-    f = nu * (s - torch.log1p(s) - torch.log(nu)) + common
-    e = nu / (s + z) - nu * torch.asinh(1.0 / z) + common
-    correction = 1.0 + sum_w / sum_u
-    a_over_x = correction / (nu * (1.0 + s))
-    return f, e, z / (1.0 + s) * correction, a_over_x
+        sum_r = torch.addcmul(qr[terms + 1 + j], u, sum_r)
+    correction = 1.0 - (1.0 + p) * sum_r / sum_u  # 1 + sum W / sum U
+    log_sum_u = torch.log(sum_u)
+    common = log_sum_u - 0.5 * (_LOG_2PI + torch.log(r))
+    # nu * eta = r - nu * asinh(nu / x) and nu * eta - nu log x = r - nu log(nu + r).
+    f = r - torch.xlogy(nu, nu + r) + common
+    e = nu * nu / (r + x) - nu * torch.asinh(nu / x) + common
+    a_over_x = correction / (nu + r)
+    # G = (r - nu) - nu log((nu + r) / (2 nu)) - log(r / nu) / 2 + log sum_u + mu(nu), for nu >= 20;
+    # below (only x >= 50 reaches here) G is large and F - F(0) is exact enough.
+    r_minus_nu = x * x / (r + nu)
+    g = r_minus_nu - nu * torch.log1p(r_minus_nu / (2.0 * nu)) - 0.5 * torch.log1p(r_minus_nu / nu) + log_sum_u
+    g = torch.where(nu >= DEBYE_MIN_ORDER, g + _binet(nu), f - _log_iv_minus_v_log_x_at_zero(nu))
+    # 1 - A = (nu + (r - x) + x (1 - correction)) / (nu + r), every term positive-definite in size.
+    one_minus_a = (nu + nu * nu / (r + x) + x * (1.0 + p) * sum_r / sum_u) / (nu + r)
+    return f, e, x * a_over_x, a_over_x, g, one_minus_a
 
 
 def _recur_down(at_nu: Parts, nu: Tensor, x: Tensor) -> Parts:
     """From order nu down to v = nu - 20 by the backward recurrence (needs x > 1)."""
-    f, e, ratio, _ = at_nu
+    f, e, ratio, _, _, _ = at_nu
     two_over_x = 2.0 / x
     start = nu * two_over_x
     product = torch.ones_like(x)
@@ -108,64 +159,87 @@ def _recur_down(at_nu: Parts, nu: Tensor, x: Tensor) -> Parts:
     # For x > 1 every ratio is >= 1/83, so the product of 20 cannot underflow.
     log_product = torch.log(product)
     f = f + _RECURRENCE_STEPS * torch.log(x) - log_product
-    return f, e - log_product, ratio, ratio / x
-
-
-def _series(v: Tensor, x: Tensor) -> Parts:
-    """Power series for x <= 1 (positive terms; truncation below 3e-17)."""
-    q = 0.25 * x * x
-    s0 = torch.ones_like(x)
-    s1 = torch.ones_like(x)
-    for k in range(_SERIES_TERMS - 1, 0, -1):
-        s0 = 1.0 + q * s0 / (k * (v + k))
-        s1 = 1.0 + q * s1 / (k * (v + 1.0 + k))
-    f = -v * _LOG_2 - torch.lgamma(v + 1.0) + torch.log(s0)
-    e = f + torch.xlogy(v, x) - x
-    a_over_x = s1 / (2.0 * (v + 1.0) * s0)
-    return f, e, x * a_over_x, a_over_x
-
-
-def _masked(v: Tensor, x: Tensor) -> Parts:
-    """Every region on every element, selected with torch.where (no data-dependent shapes)."""
-    low_order = v < DEBYE_MIN_ORDER
-    in_series = low_order & (x <= SERIES_MAX_X)
-    series = _series(v, torch.clamp(x, max=SERIES_MAX_X))
-    x_debye = torch.where(in_series, 2.0, x)  # any x > 1 keeps the discarded branch finite
-    nu = torch.where(low_order, v + _RECURRENCE_STEPS, v)
-    debye = _debye(nu, x_debye)
-    recurred = _recur_down(debye, nu, x_debye)
-    return tuple(
-        torch.where(in_series, a, torch.where(low_order, b, c)) for a, b, c in zip(series, recurred, debye)
-    )  # type: ignore[return-value]
+    # Here x^2 > v + 1, so G >= 1/4 while |F| and |F(0)| stay below about 60.
+    g = f - _log_iv_minus_v_log_x_at_zero(nu - _RECURRENCE_STEPS)
+    return f, e - log_product, ratio, ratio / x, g, 1.0 - ratio  # A < 0.99 here: 1 - A is exact
 
 
 def _shifted_debye(v: Tensor, x: Tensor) -> Parts:
-    """Orders v < 20 with x > 1: Debye at nu = v + 20, then 20 backward recurrence steps."""
+    """Region 3: Debye at nu = v + 20, then 20 backward recurrence steps."""
     nu = v + _RECURRENCE_STEPS
     return _recur_down(_debye(nu, x), nu, x)
 
 
+def _series(v: Tensor, x: Tensor) -> Parts:
+    """Region 1: power series for x^2 <= v + 1 (positive terms; truncation below 1e-19)."""
+    q = 0.25 * x * x
+    one = torch.ones_like(x)
+    s0, s1 = one, one
+    for k in range(_SERIES_TERMS - 1, 1, -1):
+        # s <- 1 + q s / (k (v + k)), Horner from the last term
+        s0 = torch.addcdiv(one, q * s0, v + k, value=1.0 / k)
+        s1 = torch.addcdiv(one, q * s1, v + (k + 1.0), value=1.0 / k)
+    s0_minus_1 = q * s0 / (v + 1.0)  # the k = 1 step, kept apart: G = log1p(s0 - 1) exactly
+    s1 = 1.0 + q * s1 / (v + 2.0)
+    s0 = 1.0 + s0_minus_1
+    g = torch.log1p(s0_minus_1)
+    f = _log_iv_minus_v_log_x_at_zero(v) + g
+    e = f + torch.xlogy(v, x) - x
+    a_over_x = s1 / (2.0 * (v + 1.0) * s0)
+    a = x * a_over_x
+    return f, e, a, a_over_x, g, 1.0 - a
+
+
+def _regions(v: Tensor, x: Tensor) -> tuple[Tensor, Tensor]:
+    """Boolean masks of regions 1 and 3 (region 2 is the rest)."""
+    in_series = x * x <= v + 1.0
+    in_shifted = (v < DEBYE_MIN_ORDER) & (x < DEBYE_MIN_X) & ~in_series
+    return in_series, in_shifted
+
+
+def _masked(v: Tensor, x: Tensor) -> Parts:
+    """Every region on every element, selected with torch.where (no data-dependent shapes)."""
+    in_series, in_shifted = _regions(v, x)
+    series = _series(v, torch.where(in_series, x, 0.0))
+    # One Debye evaluation serves regions 2 and 3; x = 2 keeps the discarded branches finite.
+    x_debye = torch.where(in_series, 2.0, x)
+    nu = torch.where((v < DEBYE_MIN_ORDER) & (x_debye < DEBYE_MIN_X), v + _RECURRENCE_STEPS, v)
+    debye = _debye(nu, x_debye)
+    recurred = _recur_down(debye, nu, x_debye)
+    return tuple(torch.where(in_series, a, torch.where(in_shifted, b, c)) for a, b, c in zip(series, recurred, debye))  # type: ignore[return-value]
+
+
 def _gathered(v: Tensor, x: Tensor) -> Parts:
     """Each region on its own elements only, in cache-sized chunks (eager CPU)."""
-    out = tuple(torch.empty_like(x) for _ in range(4))
+    out = tuple(torch.empty_like(x) for _ in range(6))
     for begin in range(0, x.numel(), _CHUNK):
         vc, xc = v[begin : begin + _CHUNK], x[begin : begin + _CHUNK]
-        low_order = vc < DEBYE_MIN_ORDER
-        in_series = low_order & (xc <= SERIES_MAX_X)
-        for mask, compute in (
+        targets = [t[begin : begin + _CHUNK] for t in out]
+        in_series, in_shifted = _regions(vc, xc)
+        remaining = ~(in_series | in_shifted)
+        r = torch.hypot(vc, xc)
+        jobs: list[tuple[Tensor, Callable[[Tensor, Tensor], Parts]]] = [
             (in_series, _series),
-            (low_order & ~in_series, _shifted_debye),
-            (~low_order, _debye),
-        ):
+            (in_shifted, _shifted_debye),
+        ]
+        for min_r, terms in _DEBYE_SHORT:
+            tier = remaining & (r >= min_r)
+            jobs.append((tier, functools.partial(_debye, terms=terms)))
+            remaining = remaining & ~tier
+        jobs.append((remaining, _debye))
+        for mask, compute in jobs:
             index = mask.nonzero().squeeze(-1)
-            if index.numel():
-                for target, value in zip(out, compute(vc[index], xc[index])):
-                    target[begin : begin + _CHUNK][index] = value
+            if index.numel() == xc.numel():  # the whole chunk: no gather or scatter
+                for target, value in zip(targets, compute(vc, xc)):
+                    target.copy_(value)
+            elif index.numel():
+                for target, value in zip(targets, compute(vc[index], xc[index])):
+                    target[index] = value
     return out  # type: ignore[return-value]
 
 
 def log_bessel_parts(v: Tensor, x: Tensor) -> Parts:
-    """(F, E, A, A/x) for float64 tensors of a common shape; NaN outside v >= 0, x >= 0."""
+    """(F, E, A, A/x, G, 1 - A) for float64 tensors of a common shape; NaN outside v >= 0, x >= 0."""
     shape = x.shape
     v, x = v.reshape(-1), x.reshape(-1)
     invalid = (v < 0) | (x < 0) | torch.isnan(v) | torch.isnan(x) | torch.isinf(v)
@@ -174,11 +248,13 @@ def log_bessel_parts(v: Tensor, x: Tensor) -> Parts:
     xf = torch.where(invalid | x_inf, torch.ones_like(x), x)
     vf = torch.where(invalid, torch.ones_like(v), v)
     if x.device.type == "cpu" and not torch.compiler.is_compiling():
-        f, e, a, a_over_x = _gathered(vf, xf)
+        f, e, a, a_over_x, g, one_minus_a = _gathered(vf, xf)
     else:
-        f, e, a, a_over_x = _masked(vf, xf)
+        f, e, a, a_over_x, g, one_minus_a = _masked(vf, xf)
     f = torch.where(x_inf, math.inf, f)
     e = torch.where(x_inf, -math.inf, e)
     a = torch.where(x_inf, 1.0, a)
     a_over_x = torch.where(x_inf, 0.0, a_over_x)
-    return tuple(torch.where(invalid, math.nan, t).reshape(shape) for t in (f, e, a, a_over_x))  # type: ignore[return-value]
+    g = torch.where(x_inf, math.inf, g)
+    one_minus_a = torch.where(x_inf, 0.0, one_minus_a)
+    return tuple(torch.where(invalid, math.nan, t).reshape(shape) for t in (f, e, a, a_over_x, g, one_minus_a))  # type: ignore[return-value]

@@ -24,17 +24,14 @@ Q_k and R_k. The coefficients are built once, exactly, with rational arithmetic.
 from __future__ import annotations
 
 from fractions import Fraction
-from functools import lru_cache
+from functools import cache
 
 Poly = list[Fraction]  # coefficient of the variable**m at index m
 
 
 def _add(a: Poly, b: Poly) -> Poly:
     n = max(len(a), len(b))
-    return [
-        (a[i] if i < len(a) else Fraction(0)) + (b[i] if i < len(b) else Fraction(0))
-        for i in range(n)
-    ]
+    return [(a[i] if i < len(a) else Fraction(0)) + (b[i] if i < len(b) else Fraction(0)) for i in range(n)]
 
 
 def _mul(a: Poly, b: Poly) -> Poly:
@@ -78,7 +75,7 @@ def _even_part_from(poly: Poly, start: int) -> Poly:
     return list(poly[start::2])
 
 
-@lru_cache(maxsize=None)
+@cache
 def debye_q_r(order: int) -> tuple[tuple[tuple[Fraction, ...], ...], tuple[tuple[Fraction, ...], ...]]:
     """``(Q, R)``: Q_k and R_k (k = 0..order) as coefficient lists in powers of y = p^2."""
     us = u_polynomials(order)
@@ -86,6 +83,8 @@ def debye_q_r(order: int) -> tuple[tuple[tuple[Fraction, ...], ...], tuple[tuple
     rs: list[Poly] = [[Fraction(0)]]
     for k in range(1, order + 1):
         u = us[k - 1]
-        inner = _mul([Fraction(0), Fraction(1)], _add([c / 2 for c in u], _mul([Fraction(0), Fraction(1)], _derivative(u))))
+        inner = _mul(
+            [Fraction(0), Fraction(1)], _add([c / 2 for c in u], _mul([Fraction(0), Fraction(1)], _derivative(u)))
+        )
         rs.append(_even_part_from(_trim(inner), k))
     return tuple(tuple(q) for q in qs), tuple(tuple(r) for r in rs)

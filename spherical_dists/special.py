@@ -20,6 +20,7 @@ raises an error rather than silently returning a zero gradient.
 from __future__ import annotations
 
 import math
+from typing import NamedTuple
 
 import torch
 from torch import Tensor
@@ -32,6 +33,7 @@ __all__ = [
     "iv_ratio",
     "vmf_log_normalizer",
     "vmf_mean_resultant_length",
+    "vmf_log_normalizer_gap",
 ]
 
 _LOG_2PI = math.log(2 * math.pi)
@@ -46,16 +48,18 @@ def _times(grad: Tensor | None, derivative: Tensor) -> Tensor | None:
 
 
 class _LogBessel(torch.autograd.Function):
-    """(F, E, A) = (log I_v(x) - v log x, log I_v(x) - x, I_{v+1}(x) / I_v(x)) in float64.
+    """(F, E, A, G, B) = (log I_v(x) - v log x, log I_v(x) - x, I_{v+1}(x) / I_v(x), F(v, x) - F(v, 0),
+    1 - A) in float64.
 
-    dF/dx = A, dE/dx = A + v/x - 1 and dA/dx = 1 - A^2 - (2v + 1) A / x. The backward uses the
-    saved output A, so differentiating it again re-enters this function: every order is exact.
+    dF/dx = dG/dx = A, dE/dx = A + v/x - 1 and dA/dx = -dB/dx = 1 - A^2 - (2v + 1) A / x. The
+    backward uses the saved output A, so differentiating it again re-enters this function: every
+    order is exact.
     """
 
     @staticmethod
-    def forward(v: Tensor, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:  # type: ignore[override]
-        f, e, a, _ = log_bessel_parts(v, x)
-        return f, e, a
+    def forward(v: Tensor, x: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:  # type: ignore[override]
+        f, e, a, _, g, b = log_bessel_parts(v, x)
+        return f, e, a, g, b
 
     @staticmethod
     def setup_context(ctx, inputs, output):  # type: ignore[no-untyped-def]
@@ -67,24 +71,26 @@ class _LogBessel(torch.autograd.Function):
     def vmap(info, in_dims, v, x):  # type: ignore[no-untyped-def]
         # Elementwise: put the batch dimension first on both inputs and evaluate plain tensors.
         v, x = (
-            t.movedim(d, 0) if d is not None else t.expand(info.batch_size, *t.shape)
-            for t, d in zip((v, x), in_dims)
+            t.movedim(d, 0) if d is not None else t.expand(info.batch_size, *t.shape) for t, d in zip((v, x), in_dims)
         )
         v, x = torch.broadcast_tensors(v, x)
-        return _LogBessel.apply(v, x), (0, 0, 0)
+        return _LogBessel.apply(v, x), (0, 0, 0, 0, 0)
 
     @staticmethod
-    def backward(ctx, grad_f, grad_e, grad_a):  # type: ignore[no-untyped-def, override]
+    def backward(ctx, grad_f, grad_e, grad_a, grad_g, grad_b):  # type: ignore[no-untyped-def, override]
         v, x, a = ctx.saved_tensors
         zero_order = v == 0
         v_over_x = torch.where(zero_order, 0.0, v / torch.where(zero_order, 1.0, x))  # inf at x = 0 < v
         # A/x tends to 1/(2v + 2); below 1e-150 the limit is exact to within x^2.
         tiny = x > 1e-150
         a_over_x = torch.where(tiny, a / torch.where(tiny, x, torch.ones_like(x)), 0.5 / (v + 1.0))
+        a_prime = 1.0 - a * a - (2.0 * v + 1.0) * a_over_x
         terms = [
             _times(grad_f, a),
             _times(grad_e, a + v_over_x - 1.0),
-            _times(grad_a, 1.0 - a * a - (2.0 * v + 1.0) * a_over_x),
+            _times(grad_a, a_prime),
+            _times(grad_g, a),
+            _times(grad_b, -a_prime),
         ]
         present = [t for t in terms if t is not None]
         return None, (sum(present[1:], present[0]) if present else None)
@@ -112,10 +118,20 @@ def _prepare(v: Tensor | float, x: Tensor | float) -> tuple[Tensor, Tensor, torc
     return vt, xt, dtype
 
 
-def _parts(v: Tensor | float, x: Tensor | float) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, torch.dtype]:
+class _Parts(NamedTuple):
+    v: Tensor
+    x: Tensor
+    f: Tensor  # log I_v(x) - v log x
+    e: Tensor  # log I_v(x) - x
+    a: Tensor  # I_{v+1}(x) / I_v(x)
+    g: Tensor  # F(v, x) - F(v, 0)
+    b: Tensor  # 1 - A
+    dtype: torch.dtype  # what the caller gets back
+
+
+def _parts(v: Tensor | float, x: Tensor | float) -> _Parts:
     vt, xt, dtype = _prepare(v, x)
-    f, e, a = _LogBessel.apply(vt, xt)
-    return vt, xt, f, e, a, dtype
+    return _Parts(vt, xt, *_LogBessel.apply(vt, xt), dtype)
 
 
 def log_iv(v: Tensor | float, x: Tensor | float) -> Tensor:
@@ -146,7 +162,7 @@ def log_iv(v: Tensor | float, x: Tensor | float) -> Tensor:
     >>> log_iv(0.5, torch.tensor([1.0, 1e4], dtype=torch.float64))  # log(sqrt(2/(pi x)) sinh x)
     tensor([-6.4352e-02,  9.9945e+03], dtype=torch.float64)
     """
-    vt, xt, f, e, a, dtype = _parts(v, x)
+    vt, xt, f, e, _, _, _, dtype = _parts(v, x)
     is_zero_order = vt == 0
     v_log_x = torch.where(is_zero_order, 0.0, vt * torch.log(torch.where(is_zero_order, 1.0, xt)))
     # Two exact decompositions; take the one whose terms are smaller (less rounding).
@@ -169,8 +185,8 @@ def log_ive(v: Tensor | float, x: Tensor | float) -> Tensor:
     >>> log_ive(2000.0, torch.tensor(10.0, dtype=torch.float64))  # scipy.special.ive gives 0 here
     tensor(-9997.6360, dtype=torch.float64)
     """
-    _, _, _, e, _, dtype = _parts(v, x)
-    return e.to(dtype)
+    parts = _parts(v, x)
+    return parts.e.to(parts.dtype)
 
 
 def iv_ratio(v: Tensor | float, x: Tensor | float) -> Tensor:
@@ -183,8 +199,8 @@ def iv_ratio(v: Tensor | float, x: Tensor | float) -> Tensor:
 
     Same parameters as :func:`log_iv`; ``x = 0`` gives 0 and ``x = inf`` gives 1.
     """
-    _, _, _, _, a, dtype = _parts(v, x)
-    return a.to(dtype)
+    parts = _parts(v, x)
+    return parts.a.to(parts.dtype)
 
 
 def _order(dim: Tensor | int | float) -> Tensor | float:
@@ -221,8 +237,8 @@ def vmf_log_normalizer(dim: Tensor | int, kappa: Tensor | float) -> Tensor:
     >>> vmf_log_normalizer(3, torch.tensor([0.0, 10.0], dtype=torch.float64))  # -log(4 pi), log(k / (4 pi sinh k))
     tensor([-2.5310, -9.5353], dtype=torch.float64)
     """
-    vt, _, f, _, _, dtype = _parts(_order(dim), kappa)
-    return (-(vt + 1.0) * _LOG_2PI - f).to(dtype)
+    parts = _parts(_order(dim), kappa)
+    return (-(parts.v + 1.0) * _LOG_2PI - parts.f).to(parts.dtype)
 
 
 def vmf_mean_resultant_length(dim: Tensor | int, kappa: Tensor | float) -> Tensor:
@@ -236,3 +252,42 @@ def vmf_mean_resultant_length(dim: Tensor | int, kappa: Tensor | float) -> Tenso
     Same parameters as :func:`vmf_log_normalizer`.
     """
     return iv_ratio(_order(dim), kappa)
+
+
+def vmf_log_normalizer_gap(dim: Tensor | int, kappa: Tensor | float) -> Tensor:
+    r""":math:`\log C_p(0) - \log C_p(\kappa) = \log {}_0F_1(; p/2; \kappa^2/4) \ge 0`, to full
+    relative precision even where it is tiny (it behaves as :math:`\kappa^2 / (2p)` at small
+    :math:`\kappa`), so that quantities such as the KL divergence to the uniform distribution,
+    :math:`\kappa A_p(\kappa) - (\log C_p(0) - \log C_p(\kappa))`, keep their relative accuracy
+    near :math:`\kappa = 0`. Its derivative is :math:`A_p(\kappa)`.
+
+    Same parameters as :func:`vmf_log_normalizer`.
+    """
+    parts = _parts(_order(dim), kappa)
+    return parts.g.to(parts.dtype)
+
+
+class _VmfTerms(NamedTuple):
+    log_c_plus_kappa: Tensor  # log C_p(kappa) + kappa
+    mean_length: Tensor  # A_p(kappa)
+    one_minus_mean_length: Tensor  # 1 - A_p(kappa)
+    gap: Tensor  # log C_p(0) - log C_p(kappa)
+
+
+def _vmf_terms(dim: Tensor | int, kappa: Tensor | float) -> _VmfTerms:
+    r"""The vMF quantities the distribution needs, from one evaluation of the Bessel core.
+
+    ``log C_p(kappa) + kappa`` stays of order :math:`p \log \kappa` where :math:`\log C_p` alone
+    is about :math:`-\kappa` (the log density is this minus :math:`\tfrac{\kappa}{2}\lVert z - \mu\rVert^2`,
+    with no cancellation at large kappa); ``1 - A`` keeps its relative precision as
+    :math:`A_p \to 1`, where it behaves as :math:`(p - 1) / (2\kappa)`.
+    """
+    vt, xt, f, e, a, g, b, dtype = _parts(_order(dim), kappa)
+    positive = xt > 0
+    v_log_x = torch.where(positive, vt * torch.log(torch.where(positive, xt, 1.0)), 0.0)
+    # log C + kappa + (v + 1) log 2 pi two ways; take the one whose terms are smaller.
+    via_f = xt - f
+    via_e = v_log_x - e
+    use_f = (f.abs() + xt <= e.abs() + v_log_x.abs()).detach() | ~positive
+    log_c_plus_kappa = torch.where(use_f, via_f, via_e) - (vt + 1.0) * _LOG_2PI
+    return _VmfTerms(*(t.to(dtype) for t in (log_c_plus_kappa, a, b, g)))

@@ -21,8 +21,10 @@ _BESSELI_MAX_X = 1e4
 
 def _log_iv_quadrature(v: mp.mpf, x: mp.mpf) -> mp.mpf:
     a = v - mp.mpf(1) / 2
+
     def log_integrand(t: mp.mpf) -> mp.mpf:
         return a * mp.log1p(-t * t) + x * t
+
     peak = x / (a + mp.sqrt(a * a + x * x))
     width = (1 - peak**2) / mp.sqrt(2 * a * (1 + peak**2))
     top = log_integrand(peak)

@@ -52,8 +52,9 @@ REF_F = torch.tensor([r["log_iv_minus_v_log_x"] for r in ROWS], dtype=F64)
 REF_RATIO = torch.tensor([r["iv_ratio"] for r in ROWS], dtype=F64)
 
 
-def assert_mixed_close(value: torch.Tensor, reference: torch.Tensor, rtol: float, cond: torch.Tensor | float = 0.0,
-                       eps: float = EPS64) -> None:
+def assert_mixed_close(
+    value: torch.Tensor, reference: torch.Tensor, rtol: float, cond: torch.Tensor | float = 0.0, eps: float = EPS64
+) -> None:
     value = value.detach().to(F64).cpu()
     reference = reference.to(F64)
     both_inf = torch.isinf(reference) & (value == reference)
@@ -127,8 +128,12 @@ def test_float32_within_a_few_ulps(v: float, x: float) -> None:
     eps32 = float(torch.finfo(torch.float32).eps)
     value = log_iv(torch.tensor(v32), torch.tensor(x32))
     assert value.dtype == torch.float32
-    assert_mixed_close(value, torch.tensor(ref_log, dtype=F64), RTOL32, cond=float(x32) * ref_ratio + float(v32), eps=eps32)
-    assert_mixed_close(iv_ratio(torch.tensor(v32), torch.tensor(x32)), torch.tensor(ref_ratio, dtype=F64), RTOL32, eps=eps32)
+    assert_mixed_close(
+        value, torch.tensor(ref_log, dtype=F64), RTOL32, cond=float(x32) * ref_ratio + float(v32), eps=eps32
+    )
+    assert_mixed_close(
+        iv_ratio(torch.tensor(v32), torch.tensor(x32)), torch.tensor(ref_ratio, dtype=F64), RTOL32, eps=eps32
+    )
 
 
 @given(dim=st.integers(2, 100_000), kappa=arguments)
@@ -177,8 +182,10 @@ def test_log_normalizer_derivatives() -> None:
         refs = [ref.iv_ratio(dim / 2 - 1, float(k)) for k in kappa.detach()]
         a = torch.tensor([float(r) for r in refs], dtype=F64)
         a_prime = torch.tensor(
-            [float(1 - r * r - (dim - 1) * r / mp.mpf(float(k))) if k > 0 else 1.0 / dim
-             for r, k in zip(refs, kappa.detach())],
+            [
+                float(1 - r * r - (dim - 1) * r / mp.mpf(float(k))) if k > 0 else 1.0 / dim
+                for r, k in zip(refs, kappa.detach())
+            ],
             dtype=F64,
         )
         assert_mixed_close(g, -a, 1e-13)
@@ -192,8 +199,12 @@ def test_no_nan_anywhere_in_the_domain() -> None:
     for dtype in (torch.float32, F64):
         xg = xx.to(dtype).clone().requires_grad_(True)
         vg = vv.to(dtype)
-        outputs = {"log_iv": log_iv(vg, xg), "log_ive": log_ive(vg, xg), "ratio": iv_ratio(vg, xg),
-                   "log_c": vmf_log_normalizer(2 * (vg + 1), xg)}
+        outputs = {
+            "log_iv": log_iv(vg, xg),
+            "log_ive": log_ive(vg, xg),
+            "ratio": iv_ratio(vg, xg),
+            "log_c": vmf_log_normalizer(2 * (vg + 1), xg),
+        }
         for name, out in outputs.items():
             assert not out.isnan().any(), name
             (g,) = torch.autograd.grad(out.sum(), xg)
@@ -265,7 +276,9 @@ def test_ratio_monotone_and_tends_to_one() -> None:
         assert (a.diff() >= 0).all(), dim
         # 1 - A_p(kappa) = (p - 1) / (2 kappa) + O(kappa^-2); forming 1 - A costs eps / (1 - A)
         big = (kappa > 1e5 * dim) & ((dim - 1) / (2 * kappa) > 1e-9)
-        torch.testing.assert_close((1 - a[big]) * 2 * kappa[big] / (dim - 1), torch.ones_like(a[big]), rtol=1e-3, atol=0)
+        torch.testing.assert_close(
+            (1 - a[big]) * 2 * kappa[big] / (dim - 1), torch.ones_like(a[big]), rtol=1e-3, atol=0
+        )
     assert vmf_mean_resultant_length(7, torch.tensor(math.inf)).item() == 1.0
     orders = torch.linspace(0, 100, 201, dtype=F64)
     assert (iv_ratio(orders, torch.tensor(13.0, dtype=F64)).diff() < 0).all()

@@ -1,0 +1,238 @@
+"""The von Mises-Fisher distribution on the unit hypersphere."""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+from torch.distributions import Distribution
+
+from . import _marginal
+from .constraints import finite_nonnegative, sphere
+from .hyperspherical_uniform import log_sphere_area
+from .special import _vmf_terms, vmf_log_normalizer, vmf_mean_resultant_length
+
+__all__ = ["VonMisesFisher"]
+
+
+def _compute_dtype(dtype: torch.dtype) -> torch.dtype:
+    """Half precision is computed in float32."""
+    return torch.float32 if dtype in (torch.float16, torch.bfloat16) else dtype
+
+
+class VonMisesFisher(Distribution):
+    r"""von Mises-Fisher distribution on the unit sphere :math:`S^{p-1} \subset \mathbb{R}^p`.
+
+    .. math::
+
+        f(z; \mu, \kappa) = C_p(\kappa)\, e^{\kappa \mu^\top z}, \qquad
+        C_p(\kappa) = \frac{\kappa^{p/2-1}}{(2\pi)^{p/2} I_{p/2-1}(\kappa)},
+
+    with mean direction :math:`\mu` (``loc``, unit norm) and concentration :math:`\kappa \ge 0`.
+    :math:`\kappa = 0` is exactly the uniform distribution; large :math:`\kappa` (1e8 and more)
+    approaches a point mass at :math:`\mu`. Every quantity is exact for every dimension
+    :math:`p \ge 2` (see :mod:`spherical_dists.special`).
+
+    ``rsample`` is reparameterised: gradients reach ``loc`` exactly (the tangent direction is
+    built by projecting a Gaussian onto the plane orthogonal to ``loc``) and ``concentration``
+    without bias, by implicit reparameterisation of the marginal :math:`w = \mu^\top z` (Figurnov
+    et al. 2018). When ``concentration`` does not require grad, that gradient costs nothing.
+
+    Args:
+        loc (Tensor): mean direction, shape ``(..., p)``, unit norm along the last dimension.
+        concentration (Tensor or float): :math:`\kappa \ge 0`, shape broadcastable with
+            ``loc.shape[:-1]``.
+        validate_args (bool, optional): check parameters and samples (torch's default applies).
+
+    Example: a VAE whose latent goes from ``Normal`` to ``VonMisesFisher`` by changing two lines
+    (the Gaussian lines are in the comments); the KL to the uniform prior is constant when
+    :math:`\kappa` is fixed, which is what keeps the posterior from collapsing::
+
+        >>> import torch
+        >>> import torch.nn.functional as F
+        >>> from torch.distributions import Independent, Normal, kl_divergence
+        >>> from spherical_dists import HypersphericalUniform, VonMisesFisher
+        >>> _ = torch.manual_seed(0)
+        >>> encoder, decoder = torch.nn.Linear(784, 2 * 16), torch.nn.Linear(16, 784)
+        >>> x = torch.rand(8, 784)
+        >>> mu, log_sigma = encoder(x).chunk(2, dim=-1)
+        >>> # q = Independent(Normal(mu, log_sigma.exp()), 1)
+        >>> # prior = Independent(Normal(torch.zeros_like(mu), torch.ones_like(mu)), 1)
+        >>> q = VonMisesFisher(F.normalize(mu, dim=-1), torch.tensor(50.0))
+        >>> prior = HypersphericalUniform(16)
+        >>> z = q.rsample()  # (8, 16), on the sphere, differentiable in mu
+        >>> recon = F.binary_cross_entropy_with_logits(decoder(z), x, reduction="none").sum(-1)
+        >>> loss = (recon + kl_divergence(q, prior)).mean()
+        >>> loss.backward()
+        >>> kl_divergence(q, prior)[0]  # kappa A_p + log C_p + log |S^15|, a constant: no gradient
+        tensor(10.3686)
+    """
+
+    arg_constraints = {"loc": sphere, "concentration": finite_nonnegative}
+    support = sphere
+    has_rsample = True
+
+    def __init__(self, loc: Tensor, concentration: Tensor | float, validate_args: bool | None = None) -> None:
+        if not isinstance(loc, Tensor) or loc.dim() < 1 or not loc.is_floating_point():
+            raise ValueError("loc must be a floating-point tensor of shape (..., p)")
+        dim = loc.shape[-1]
+        if dim < 2:
+            raise ValueError(f"loc must have p >= 2 entries along its last dimension, got shape {tuple(loc.shape)}")
+        if isinstance(concentration, Tensor):
+            dtype = torch.promote_types(loc.dtype, concentration.dtype)
+            if not dtype.is_floating_point:
+                dtype = loc.dtype
+            loc, concentration = loc.to(dtype), concentration.to(dtype)
+        else:
+            concentration = torch.as_tensor(concentration, dtype=loc.dtype, device=loc.device)
+        try:
+            batch_shape = torch.broadcast_shapes(loc.shape[:-1], concentration.shape)
+        except RuntimeError:
+            raise ValueError(
+                f"loc of batch shape {tuple(loc.shape[:-1])} and concentration of shape "
+                f"{tuple(concentration.shape)} do not broadcast"
+            ) from None
+        self.loc = loc.expand(batch_shape + (dim,))
+        self.concentration = concentration.expand(batch_shape)
+        super().__init__(batch_shape, torch.Size((dim,)), validate_args=validate_args)
+
+    @property
+    def dim(self) -> int:
+        """Ambient dimension :math:`p`."""
+        return self.event_shape[0]
+
+    def expand(self, batch_shape: torch.Size | tuple[int, ...], _instance: VonMisesFisher | None = None):  # type: ignore[no-untyped-def]
+        new = self._get_checked_instance(VonMisesFisher, _instance)
+        batch_shape = torch.Size(batch_shape)
+        new.loc = self.loc.expand(batch_shape + self.event_shape)
+        new.concentration = self.concentration.expand(batch_shape)
+        super(VonMisesFisher, new).__init__(batch_shape, self.event_shape, validate_args=False)
+        new._validate_args = self._validate_args
+        return new
+
+    # ------------------------------------------------------------------ moments
+
+    def _mean_length(self) -> Tensor:
+        return vmf_mean_resultant_length(self.dim, self.concentration)
+
+    @property
+    def mean(self) -> Tensor:
+        r""":math:`E[z] = A_p(\kappa)\, \mu`."""
+        return self._mean_length().unsqueeze(-1) * self.loc
+
+    @property
+    def mode(self) -> Tensor:
+        return self.loc
+
+    def _covariance_factors(self) -> tuple[Tensor, Tensor]:
+        r"""``(a, c)`` with :math:`\mathrm{Cov}[z] = a I + c \mu\mu^\top`, :math:`a = A/\kappa`,
+        :math:`c = 1 - p A / \kappa - A^2` (Mardia & Jupp 2000, 9.3); :math:`A/\kappa \to 1/p`."""
+        kappa = self.concentration
+        mean_length = self._mean_length()
+        positive = kappa > 0
+        a = torch.where(positive, mean_length / torch.where(positive, kappa, 1.0), 1.0 / self.dim)
+        return a, 1.0 - self.dim * a - mean_length**2
+
+    @property
+    def variance(self) -> Tensor:
+        a, c = self._covariance_factors()
+        return a.unsqueeze(-1) + c.unsqueeze(-1) * self.loc**2
+
+    @property
+    def covariance_matrix(self) -> Tensor:
+        a, c = self._covariance_factors()
+        eye = torch.eye(self.dim, dtype=self.loc.dtype, device=self.loc.device)
+        outer = self.loc.unsqueeze(-1) * self.loc.unsqueeze(-2)
+        return a[..., None, None] * eye + c[..., None, None] * outer
+
+    # ------------------------------------------------------------------ densities
+
+    def log_prob(self, value: Tensor) -> Tensor:
+        r""":math:`\log C_p(\kappa) + \kappa \mu^\top z`, evaluated as
+        :math:`(\log C_p(\kappa) + \kappa) - \tfrac{\kappa}{2}\lVert z - \mu\rVert^2` (equal on the
+        sphere), which keeps full precision at large :math:`\kappa`."""
+        if self._validate_args:
+            self._validate_sample(value)
+        dtype = _compute_dtype(self.loc.dtype)
+        squared_distance = (value.to(dtype) - self.loc.to(dtype)).pow(2).sum(-1)
+        kappa = self.concentration.to(dtype)
+        out = _vmf_terms(self.dim, kappa).log_c_plus_kappa - 0.5 * kappa * squared_distance
+        return out.to(self.loc.dtype)
+
+    def _kl_to_uniform(self) -> Tensor:
+        r"""KL to the uniform distribution, two exact ways:
+        :math:`\kappa A - G = (\log C_p(\kappa) + \kappa) + \log|S^{p-1}| - \kappa (1 - A)`, with
+        :math:`G = \log C_p(0) - \log C_p(\kappa)`. The first form is exact to relative
+        precision at small kappa (both terms ~ kappa^2), the second at large kappa (no term ~ kappa);
+        the one whose terms are smaller is used."""
+        kappa = self.concentration
+        terms = _vmf_terms(self.dim, kappa)
+        small = kappa * terms.mean_length - terms.gap
+        large_terms = (
+            terms.log_c_plus_kappa,
+            torch.full_like(kappa, log_sphere_area(self.dim)),
+            -kappa * terms.one_minus_mean_length,
+        )
+        large = sum(large_terms[1:], large_terms[0])
+        use_small = (kappa * terms.mean_length + terms.gap <= sum(t.abs() for t in large_terms)).detach()
+        return torch.where(use_small, small, large)
+
+    def entropy(self) -> Tensor:
+        r""":math:`H = -\log C_p(\kappa) - \kappa A_p(\kappa) = \log|S^{p-1}| - \mathrm{KL}(q \,\|\, U)`."""
+        return log_sphere_area(self.dim) - self._kl_to_uniform()
+
+    def log_normalizer(self) -> Tensor:
+        r""":math:`\log C_p(\kappa)`."""
+        return vmf_log_normalizer(self.dim, self.concentration)
+
+    # ------------------------------------------------------------------ sampling
+
+    def rsample(
+        self, sample_shape: torch.Size | tuple[int, ...] = torch.Size(), generator: torch.Generator | None = None
+    ) -> Tensor:
+        """Reparameterised sample of shape ``sample_shape + batch_shape + (p,)``.
+
+        ``generator`` (optional) is a :class:`torch.Generator` to draw from instead of the global
+        one; the same seed gives the same samples.
+        """
+        shape = self._extended_shape(torch.Size(sample_shape))
+        dtype = _compute_dtype(self.loc.dtype)
+        loc = self.loc.to(dtype).expand(shape)
+        kappa = self.concentration.expand(shape[:-1])
+        flat_kappa = kappa.detach().reshape(-1).to(torch.float64)
+        omw, opw = _marginal.sample_marginal(flat_kappa, self.dim, generator)
+        if torch.is_grad_enabled() and kappa.requires_grad:
+            omw, opw = _marginal.ImplicitMarginal.apply(kappa.reshape(-1).to(torch.float64), omw, opw, self.dim)
+        omw, opw = omw.reshape(shape[:-1]), opw.reshape(shape[:-1])
+        w = torch.where(omw <= 1.0, 1.0 - omw, opw - 1.0).to(dtype).unsqueeze(-1)
+        s = torch.sqrt(omw * opw).to(dtype).unsqueeze(-1)
+        z = w * loc + s * self._tangent(loc, generator)
+        return z.to(self.loc.dtype)
+
+    def sample(
+        self, sample_shape: torch.Size | tuple[int, ...] = torch.Size(), generator: torch.Generator | None = None
+    ) -> Tensor:
+        with torch.no_grad():
+            return self.rsample(sample_shape, generator=generator)
+
+    def _tangent(self, loc: Tensor, generator: torch.Generator | None) -> Tensor:
+        """A unit vector uniform on the great sphere orthogonal to ``loc`` (rows of ``loc``).
+
+        For p >= 3: project a standard Gaussian onto the plane orthogonal to loc, normalise, and
+        project once more: when the Gaussian is nearly parallel to loc the first projection leaves a
+        component along loc of eps |g| / |g_perp| (3e-5 in float32 for one draw in 1e5 at p = 3),
+        the second removes it to eps (Gram-Schmidt twice is enough). For p = 2
+        the plane is a line: a random sign times loc rotated by 90 degrees. Both are differentiable
+        in loc, and exact at loc = +-e1.
+        """
+        if self.dim == 2:
+            sign = torch.randint(0, 2, loc.shape[:-1], device=loc.device, generator=generator).to(loc.dtype) * 2 - 1
+            return sign.unsqueeze(-1) * torch.stack([-loc[..., 1], loc[..., 0]], dim=-1)
+        g = torch.randn(loc.shape, dtype=loc.dtype, device=loc.device, generator=generator)
+        g = g - (g * loc).sum(-1, keepdim=True) * loc
+        v = g / torch.linalg.vector_norm(g, dim=-1, keepdim=True).clamp_min(torch.finfo(g.dtype).tiny)
+        return v - (v * loc).sum(-1, keepdim=True) * loc
+
+    # ------------------------------------------------------------------ misc
+
+    def __repr__(self) -> str:
+        return f"{self.__class__.__name__}(loc: {self.loc.size()}, concentration: {self.concentration.size()})"
