@@ -163,6 +163,7 @@ def run_one(experiment: Experiment, run_dir: Path, resume: bool, test: bool = Tr
         "epochs": fit.epochs,
         "stop_reason": fit.stop_reason,
         "train_seconds": fit.train_seconds,
+        "cpu_seconds": fit.cpu_seconds,
         "valid": fit.best_valid,
         "test": None,
     }
@@ -238,6 +239,7 @@ _TEST_COLUMNS = [
     ("active_units", "active units", "d"),
     ("best_epoch", "best epoch", "d"),
     ("train_seconds", "train s", ".0f"),
+    ("cpu_seconds", "CPU s", ".0f"),
 ]
 
 TABLE_NOTE = (
@@ -253,24 +255,45 @@ def test_table(results: Sequence[dict[str, Any]]) -> str:
     are listed under the table with their error."""
     done = [r for r in results if "error" not in r]
     rows = [
-        {**r["test"], **{k: r[k] for k in ("label", "best_epoch", "train_seconds")}, "paper": paper_number(r)}
+        {
+            **r["test"],
+            **{k: r.get(k) for k in ("label", "best_epoch", "train_seconds", "cpu_seconds")},
+            "paper": paper_number(r),
+        }
         for r in done
     ]
     failed = "".join(f"\n\n{r['label']}: failed: {r['error']}" for r in results if "error" in r)
     return markdown_table(rows, _TEST_COLUMNS) + failed
 
 
-def _markdown_report(title: str, body: str, meta: dict[str, Any], wall: float) -> str:
+def _write_report(out: Path, stem: str, title: str, body: str, meta: dict[str, Any], payload: dict[str, Any]) -> float:
+    """Write ``out/stem.md`` (title, table, provenance) and ``out/stem.json`` (provenance and ``payload``).
+
+    ``meta`` comes from :func:`_start`; the wall time and the load average at the end are added here.
+    Returns the wall time in seconds.
+    """
+    wall = time.perf_counter() - meta.pop("_started")
+    meta = {**meta, "wall_seconds": wall, "load_average_end": [round(x, 2) for x in os.getloadavg()]}
+    write_json(out / f"{stem}.json", {**meta, **payload})
     m = meta["machine"]
-    return (
+    (out / f"{stem}.md").write_text(
         f"# {title}\n\n{body}\n\n"
         f"- command: `{meta['command']}`\n"
         f"- commit: `{meta['commit']}`\n"
-        f"- machine: {m['cpu']}, {m['cpu_count']} CPUs; device {m['device']}; torch {m['torch']}, "
-        f"Python {m['python']}\n"
+        f"- machine: {m['cpu']}, {m['cpu_count']} CPUs, {meta['jobs']} model(s) trained at a time; device "
+        f"{m['device']}; torch {m['torch']}, Python {m['python']}\n"
+        f"- load average (1 / 5 / 15 min) at the start {m['load_average']}, at the end {meta['load_average_end']}\n"
         f"- date: {meta['date']}\n"
         f"- wall time: {wall:.0f} s\n"
     )
+    meta["_started"] = time.perf_counter()  # a later report from the same command times its own part
+    return wall
+
+
+def _start(args: argparse.Namespace) -> dict[str, Any]:
+    """Provenance of a command (see :func:`textvae.results.run_metadata`), and its start time."""
+    meta = run_metadata(select_device(args.device if "device" in args else "auto"))
+    return {**meta, "jobs": args.jobs, "_started": time.perf_counter()}
 
 
 def _history(run_dir: Path) -> list[dict[str, Any]]:
@@ -302,12 +325,11 @@ def cmd_compare(args: argparse.Namespace) -> None:
     jobs = [(name, _experiment(args, name, QUICK_BUDGET)) for name in QUICK_ROWS]
     results = run_many(jobs, Path(args.run_dir or RUNS / "compare"), args.resume, args.jobs)
     print("\n" + test_table(results) + "\n\n" + TABLE_NOTE)
-    print(f"\nwall time {time.perf_counter() - started:.0f} s")
+    print(f"\nwall time {time.perf_counter() - started:.0f} s (this session)")
 
 
 def cmd_tune(args: argparse.Namespace) -> None:
-    started = time.perf_counter()
-    meta = run_metadata(select_device(args.device if "device" in args else "auto"))
+    meta = _start(args)
     jobs = [(f"{p}/lr-{lr:g}", _experiment(args, p, {"lr": lr})) for p in args.presets for lr in args.lrs]
     results = run_many(jobs, Path(args.run_dir or RUNS / "tune"), args.resume, args.jobs, test=False)
     rows = []
@@ -324,7 +346,6 @@ def cmd_tune(args: argparse.Namespace) -> None:
             best[row["preset"]] = row
     for row in rows:
         row["chosen"] = "yes" if best[row["preset"]] is row else ""
-    wall = time.perf_counter() - started
     columns = [
         ("preset", "preset", ""),
         ("lr", "lr", "g"),
@@ -336,35 +357,27 @@ def cmd_tune(args: argparse.Namespace) -> None:
     ]
     table = markdown_table(rows, columns)
     print("\n" + table)
-    out = Path(args.out)
-    write_json(
-        out / "tuning.json",
-        {**meta, "wall_seconds": wall, "rows": rows, "chosen": {p: r["lr"] for p, r in best.items()}},
-    )
     note = (
         "Learning rate chosen per row by the validation ELBO (corpus-level perplexity, 1 sample of z) of the "
-        "best epoch; 1,000 documents held out from the training file; the test set is not used.\n"
+        "best epoch; 1,000 documents held out from the training file; the test set is not used."
     )
-    (out / "tuning.md").write_text(
-        _markdown_report("Learning-rate selection on validation (20NG)", table + "\n\n" + note, meta, wall)
-    )
+    title = "Learning-rate selection on validation (20NG)"
+    payload = {"rows": rows, "chosen": {p: r["lr"] for p, r in best.items()}}
+    wall = _write_report(Path(args.out), "tuning", title, table + "\n\n" + note, meta, payload)
+    print(f"\nwall time {wall:.0f} s")
 
 
 def cmd_reproduce(args: argparse.Namespace) -> None:
     root = Path(args.run_dir or RUNS / "reproduce")
     out = Path(args.out)
-    meta = run_metadata(select_device(args.device if "device" in args else "auto"))
+    meta = _start(args)
     if args.part in ("all", "table2"):
-        started = time.perf_counter()
         jobs = [(name, _experiment(args, name)) for name in TABLE2_ROWS]
         results = run_many(jobs, root / "table2", args.resume, args.jobs)
-        wall = time.perf_counter() - started
         table = test_table(results)
+        title = "NVDM on 20NG: Table 2 rows"
+        wall = _write_report(out, "table2", title, table + "\n\n" + TABLE_NOTE, meta, {"rows": results})
         print("\n" + table + "\n\n" + TABLE_NOTE + f"\n\nTable 2 rows: wall time {wall:.0f} s")
-        write_json(out / "table2.json", {**meta, "wall_seconds": wall, "rows": results})
-        (out / "table2.md").write_text(
-            _markdown_report("NVDM on 20NG: Table 2 rows", table + "\n\n" + TABLE_NOTE, meta, wall)
-        )
         curves = {}
         for (name, _), r in zip(jobs, results, strict=True):
             history = _history(root / "table2" / name)
@@ -377,22 +390,17 @@ def cmd_reproduce(args: argparse.Namespace) -> None:
             title="NVDM on 20NG: validation perplexity during training",
         )
     if args.part in ("all", "sweep"):
-        started = time.perf_counter()
         jobs = [(f"kappa-{k:g}", _experiment(args, SWEEP_BASE, {"kappa": k})) for k in SWEEP_KAPPAS]
         jobs.append(("learned-kappa", _experiment(args, "v-nvdm-50-learned-kappa")))
         results = run_many(jobs, root / "sweep", args.resume, args.jobs)
-        wall = time.perf_counter() - started
         table = test_table(results)
+        title = "v-NVDM on 20NG, latent 50: test perplexity against kappa"
+        wall = _write_report(out, "kappa_sweep", title, table + "\n\n" + TABLE_NOTE, meta, {"rows": results})
         print("\n" + table + "\n\n" + TABLE_NOTE + f"\n\nkappa sweep: wall time {wall:.0f} s")
-        write_json(out / "kappa_sweep.json", {**meta, "wall_seconds": wall, "rows": results})
-        (out / "kappa_sweep.md").write_text(
-            _markdown_report(
-                "v-NVDM on 20NG, latent 50: test perplexity against kappa", table + "\n\n" + TABLE_NOTE, meta, wall
-            )
-        )
-        fixed = results[: len(SWEEP_KAPPAS)]
+        fixed = [r for r in results[: len(SWEEP_KAPPAS)] if "error" not in r]
+        kappas = [r["config"]["kappa"] for r in fixed]
         series = {
-            title: (list(SWEEP_KAPPAS), [r["test"][key] for r in fixed])
+            title: (kappas, [r["test"][key] for r in fixed])
             for title, key in (
                 ("ELBO, corpus", "ppl_corpus"),
                 ("ELBO, per doc", "ppl_per_doc"),

@@ -135,6 +135,9 @@ class FitResult:
         ``early stopping``, ``max epochs``.
     train_seconds : float
         Wall time spent training and validating, summed over resumed sessions.
+    cpu_seconds : float
+        CPU time of this process (all its threads) over the same spans: unlike the wall time, it does not
+        grow when other programs compete for the cores.
     history : list of dict
         One record per epoch, as in ``metrics.jsonl``.
     """
@@ -144,6 +147,7 @@ class FitResult:
     epochs: int
     stop_reason: str
     train_seconds: float
+    cpu_seconds: float
     history: list[dict[str, Any]] = field(repr=False)
 
 
@@ -291,6 +295,7 @@ class Trainer:
             "sums": self._zero_sums(),
             "history": [],
             "train_seconds": 0.0,
+            "cpu_seconds": 0.0,
             "stop_reason": None,
         }
 
@@ -312,11 +317,13 @@ class Trainer:
     def _zero_sums() -> dict[str, float]:
         return {"loss": 0.0, "recon": 0.0, "kl": 0.0, "tokens": 0.0, "examples": 0.0, "seconds": 0.0}
 
-    def _clock(self, started: float) -> float:
-        """Add the time since ``started`` to the epoch's and the run's totals; return the current time."""
-        now = time.perf_counter()
-        self.state["sums"]["seconds"] += now - started
-        self.state["train_seconds"] += now - started
+    def _clock(self, started: tuple[float, float]) -> tuple[float, float]:
+        """Add the wall and CPU time since ``started`` to the epoch's and the run's totals; return the current
+        ``(wall, cpu)`` times."""
+        now = (time.perf_counter(), time.process_time())
+        self.state["sums"]["seconds"] += now[0] - started[0]
+        self.state["train_seconds"] += now[0] - started[0]
+        self.state["cpu_seconds"] += now[1] - started[1]
         return now
 
     def _save_last(self) -> None:
@@ -406,7 +413,7 @@ class Trainer:
             "valid_kl": float(terms["kl"].mean()),
         }
 
-    def _end_epoch(self, started: float) -> None:
+    def _end_epoch(self, started: tuple[float, float]) -> None:
         """Validate, update the early-stopping state, checkpoint and log (``started``: see :meth:`_clock`)."""
         state, sums, config = self.state, self.state["sums"], self.config
         valid = self._validate()
@@ -484,7 +491,7 @@ class Trainer:
         with _GracefulInterrupt().installed() as interrupt:
             while state["stop_reason"] is None:
                 self.model.train()
-                started = time.perf_counter()
+                started = (time.perf_counter(), time.process_time())
                 progress = _Progress(
                     config.progress,
                     len(self.train_batches),
@@ -517,5 +524,6 @@ class Trainer:
             epochs=state["epoch"],
             stop_reason=state["stop_reason"],
             train_seconds=state["train_seconds"],
+            cpu_seconds=state["cpu_seconds"],
             history=list(state["history"]),
         )
