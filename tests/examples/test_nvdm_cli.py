@@ -31,6 +31,17 @@ def test_train_evaluates_and_resume_reuses_the_finished_run(tmp_path: Path, caps
     assert "--resume" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("latent", [["--latent", "vmf", "--kappa", "20"], ["--latent", "vmf", "--learn-kappa"]])
+def test_vmf_latents_train_and_evaluate(tmp_path: Path, latent: list[str]) -> None:
+    assert nvdm.main(["train", "--run-dir", str(tmp_path), *SMALL, "--max-epochs", "1", *latent]) == 0
+    result = json.loads((tmp_path / "result.json").read_text())
+    test = result["test"]
+    assert result["label"].startswith("v-NVDM d=4")
+    assert test["iw_ppl_corpus"] < test["ppl_corpus"]
+    if "--learn-kappa" not in latent:  # a fixed kappa: the same KL for every document
+        assert result["valid"]["valid_kl"] == pytest.approx(test["kl"], rel=1e-5)
+
+
 def test_malformed_data_is_reported_with_file_and_line(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     (tmp_path / "vocab.new").write_text("a 1\nb 1\n")
     (tmp_path / "train.feat").write_text("1 1:1\n1 2:2\n")
