@@ -237,6 +237,7 @@ _TEST_COLUMNS = [
     ("iw_ppl_corpus", "IW ppl corpus", ".0f"),
     ("iw_ppl_per_doc", "IW ppl per doc", ".0f"),
     ("kl", "KL", ".1f"),
+    ("kappa", "kappa (mean)", ".1f"),
     ("active_units", "active units", "d"),
     ("best_epoch", "best epoch", "d"),
     ("train_seconds", "train s", ".0f"),

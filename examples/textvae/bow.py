@@ -129,7 +129,7 @@ def read_vocab(path: str | Path) -> tuple[str, ...]:
                 raise DataFormatError(path, line_number, f"expected 'word [count]', got {line.rstrip()!r}")
             words.append(fields[0])
     if not words:
-        raise DataFormatError(path, 0, "empty vocabulary file")
+        raise DataFormatError(path, None, "empty vocabulary file")
     return tuple(words)
 
 
@@ -187,7 +187,7 @@ def read_feat(path: str | Path, vocab_size: int) -> BowCorpus:
     if empty:
         warnings.warn(f"{path}: skipped {empty} empty document(s)", stacklevel=2)
     if not labels:
-        raise DataFormatError(path, 0, "no documents")
+        raise DataFormatError(path, None, "no documents")
     return BowCorpus(
         row_ptr=torch.tensor(row_ptr, dtype=torch.int64),
         word_ids=torch.tensor(word_ids, dtype=torch.int64),

@@ -2,7 +2,7 @@
 
 A dataset used with :class:`Batches` needs only ``len(dataset)`` and ``dataset.collate(indices)``, which
 turns a 1-D ``int64`` tensor of example indices into one batch (a tensor or anything
-:func:`textvae.training.move_to_device` understands).
+:func:`move_to_device` understands).
 """
 
 from __future__ import annotations
@@ -30,13 +30,15 @@ __all__ = [
 
 
 class DataFormatError(ValueError):
-    """A data file that does not follow its format. The message names the file and the (1-based) line."""
+    """A data file that does not follow its format. The message names the file and the (1-based) line,
+    or only the file when the problem is the file as a whole (``line_number=None``)."""
 
-    def __init__(self, path: str | Path, line_number: int, reason: str) -> None:
+    def __init__(self, path: str | Path, line_number: int | None, reason: str) -> None:
         self.path = str(path)
         self.line_number = line_number
         self.reason = reason
-        super().__init__(f"{self.path}, line {line_number}: {reason}")
+        where = self.path if line_number is None else f"{self.path}, line {line_number}"
+        super().__init__(f"{where}: {reason}")
 
 
 def open_text(path: str | Path) -> io.TextIOBase:

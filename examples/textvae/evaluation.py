@@ -140,23 +140,27 @@ def active_units(model: TextVAE, batches: Iterable[Any], threshold: float = 0.01
     dict
         ``active``: number of dimensions with :math:`\mathrm{Var}_x(E_q[z_i]) > threshold \cdot
         \sigma^2_{prior}`; ``active_abs``: the number above ``threshold`` itself; ``variance``: the
-        per-dimension variances (list of floats).
+        per-dimension variances (list of floats); ``stats``: the latent's :meth:`~textvae.latents.Latent.stats`
+        averaged over the examples (such as the mean concentration of a vMF posterior).
     """
     was_training = model.training
     model.eval()
     device = _device_of(model)
-    means = []
+    means, stats = [], []
     try:
         for batch in batches:
             q = model.posterior(move_to_device(batch, device))
             means.append(model.latent.mean(q).double().cpu())
+            stats.append((means[-1].shape[0], model.latent.stats(q)))
     finally:
         model.train(was_training)
     variance = torch.cat(means).var(dim=0, unbiased=False)
+    total = sum(n for n, _ in stats)
     return {
         "active": int((variance > threshold * model.latent.prior_variance).sum()),
         "active_abs": int((variance > threshold).sum()),
         "variance": variance.tolist(),
+        "stats": {key: sum(n * s[key] for n, s in stats) / total for key in stats[0][1]},
     }
 
 
@@ -180,7 +184,8 @@ def evaluate(
     dict
         ``ppl_corpus``, ``ppl_per_doc`` (ELBO), ``iw_ppl_corpus``, ``iw_ppl_per_doc`` (when
         ``iw_samples > 0``), ``nll`` and ``iw_nll`` (mean per example), ``recon``, ``kl`` (mean per
-        example), ``active_units``, ``active_units_abs``, ``n_examples``, ``n_tokens``.
+        example), ``active_units``, ``active_units_abs``, ``n_examples``, ``n_tokens``, and the latent's
+        statistics (``kappa``, the mean concentration, for a vMF latent).
     """
     terms = elbo_terms(model, batches(), config.eval_samples)
     bound = terms["recon"] + terms["kl"]
@@ -200,5 +205,5 @@ def evaluate(
         iw_ppl = perplexities(iw, terms["n_tokens"])
         result.update(iw_ppl_corpus=iw_ppl["corpus"], iw_ppl_per_doc=iw_ppl["per_doc"], iw_nll=float(iw.mean()))
     units = active_units(model, batches(), config.au_threshold)
-    result.update(active_units=units["active"], active_units_abs=units["active_abs"])
+    result.update(active_units=units["active"], active_units_abs=units["active_abs"], **units["stats"])
     return result

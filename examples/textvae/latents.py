@@ -24,6 +24,9 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.distributions import Distribution, Independent, Normal, kl_divergence
 
+from spherical_dists import HypersphericalUniform, VonMisesFisher
+from spherical_dists.special import vmf_mean_resultant_length
+
 __all__ = ["Latent", "GaussianLatent", "VMFLatent", "make_latent", "LATENT_KINDS"]
 
 LATENT_KINDS = ("gaussian", "vmf")
@@ -122,14 +125,6 @@ class VMFLatent(Latent):
         super().__init__(in_features, dim)
         if not kappa > 0:
             raise ValueError(f"kappa must be positive, got {kappa}")
-        try:
-            from spherical_dists import HypersphericalUniform, VonMisesFisher
-        except ImportError as error:  # pragma: no cover - depends on the installed package version
-            raise ImportError(
-                "the vmf latent needs spherical_dists.VonMisesFisher and HypersphericalUniform, which this "
-                "installed version of spherical-dists does not provide; use --latent gaussian or upgrade"
-            ) from error
-        self._vmf, self._uniform = VonMisesFisher, HypersphericalUniform
         self.prior_variance = 1.0 / dim  # E[z_i^2] = 1/p for the uniform distribution on S^{p-1}
         self.direction = nn.Linear(in_features, dim)
         self.learn_kappa = learn_kappa
@@ -146,17 +141,15 @@ class VMFLatent(Latent):
         return self.kappa.to(h.dtype).expand(h.shape[:-1])
 
     def forward(self, h: Tensor) -> Distribution:
-        return self._vmf(F.normalize(self.direction(h), dim=-1), self._concentration(h))
+        return VonMisesFisher(F.normalize(self.direction(h), dim=-1), self._concentration(h))
 
     def prior(self, dtype: torch.dtype, device: torch.device) -> Distribution:
-        return self._uniform(self.dim, dtype=dtype, device=device)
+        return HypersphericalUniform(self.dim, dtype=dtype, device=device)
 
     def kl(self, q: Distribution) -> Tensor:
         return kl_divergence(q, self.prior(q.loc.dtype, q.loc.device))
 
     def mean(self, q: Distribution) -> Tensor:
-        from spherical_dists.special import vmf_mean_resultant_length
-
         # E_q[z] = A_p(kappa) mu: the mean direction shrunk by the mean resultant length.
         return vmf_mean_resultant_length(self.dim, q.concentration).unsqueeze(-1) * q.loc
 

@@ -88,6 +88,8 @@ def test_read_vocab(tmp_path: Path) -> None:
         read_vocab(_write(tmp_path / "v2", "who 6494\nout many\n"))
     with pytest.raises(DataFormatError, match="line 2: blank"):
         read_vocab(_write(tmp_path / "v3", "who 1\n\nout 2\n"))
+    with pytest.raises(DataFormatError, match="v4: empty vocabulary file"):
+        read_vocab(_write(tmp_path / "v4", ""))
 
 
 def test_load_bow_dataset_from_a_user_directory(tmp_path: Path) -> None:

@@ -40,6 +40,9 @@ def test_vmf_latents_train_and_evaluate(tmp_path: Path, latent: list[str]) -> No
     assert test["iw_ppl_corpus"] < test["ppl_corpus"]
     if "--learn-kappa" not in latent:  # a fixed kappa: the same KL for every document
         assert result["valid"]["valid_kl"] == pytest.approx(test["kl"], rel=1e-5)
+        assert test["kappa"] == pytest.approx(20.0)
+    else:
+        assert test["kappa"] > 0
 
 
 def test_malformed_data_is_reported_with_file_and_line(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
