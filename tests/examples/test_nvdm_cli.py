@@ -59,3 +59,30 @@ def test_presets_and_flags_combine() -> None:
     experiment = nvdm._experiment(args, args.preset)
     assert (experiment.model.latent, experiment.model.latent_dim, experiment.model.kappa) == ("vmf", 25, 50.0)
     assert experiment.train.lr == nvdm.PRESETS["v-nvdm-25"]["lr"]
+
+
+def test_compare_in_two_processes(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    """The multi-model path: both quick-start models trained at once, each in its own process."""
+    assert nvdm.main(["compare", "--jobs", "2", "--run-dir", str(tmp_path), *SMALL, "--max-epochs", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "| G-NVDM d=4 | – |" in out and "| v-NVDM d=4 kappa=100 | – |" in out  # no paper row at latent 4
+    for name in nvdm.QUICK_ROWS:
+        assert json.loads((tmp_path / name / "result.json").read_text())["epochs"] == 1
+
+
+@pytest.mark.parametrize(
+    ("flags", "paper"),
+    [
+        (["--preset", "v-nvdm-25"], 793),
+        (["--preset", "g-nvdm-200"], 852),
+        (["--preset", "v-nvdm-25", "--kappa", "50"], None),  # the paper reports kappa 100 only
+        (["--preset", "v-nvdm-50-learned-kappa"], None),
+        (["--preset", "g-nvdm-50", "--data-dir", "/elsewhere"], None),  # not 20NG
+    ],
+)
+def test_paper_numbers_only_beside_the_same_configuration(flags: list[str], paper: int | None) -> None:
+    args = nvdm.build_parser().parse_args(["train", *flags])
+    experiment = nvdm._experiment(args, args.preset)
+    data_name = "20ng" if not experiment.data.data_dir else "rcv1"
+    result = {"config": nvdm.cfg.to_flat(experiment), "data": {"name": data_name}}
+    assert nvdm.paper_number(result) == paper
