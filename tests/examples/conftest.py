@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -35,6 +37,21 @@ def random_corpus(n_docs: int, vocab_size: int, seed: int) -> BowCorpus:
         tuple(str(d % 2) for d in range(n_docs)),
         vocab_size,
     )
+
+
+@pytest.fixture(autouse=True)
+def _restore_global_torch_state() -> Iterator[None]:
+    """``seed_everything`` switches on deterministic algorithms for the whole process (and sets a cuBLAS
+    variable); put both back so that the rest of the suite runs as it would without these tests."""
+    deterministic = torch.are_deterministic_algorithms_enabled()
+    warn_only = torch.is_deterministic_algorithms_warn_only_enabled()
+    cublas = os.environ.get("CUBLAS_WORKSPACE_CONFIG")
+    yield
+    torch.use_deterministic_algorithms(deterministic, warn_only=warn_only)
+    if cublas is None:
+        os.environ.pop("CUBLAS_WORKSPACE_CONFIG", None)
+    else:
+        os.environ["CUBLAS_WORKSPACE_CONFIG"] = cublas
 
 
 @pytest.fixture
