@@ -20,11 +20,16 @@ TRAIN = TrainConfig(lr=3e-3, batch_size=16, max_epochs=3, patience=5, seed=0, de
 
 
 def _trainer(
-    corpora: tuple[BowCorpus, BowCorpus], run_dir: Path, config: TrainConfig = TRAIN, init_seed: int = 0
+    corpora: tuple[BowCorpus, BowCorpus],
+    run_dir: Path,
+    config: TrainConfig = TRAIN,
+    init_seed: int = 0,
+    model_cls: type[NVDM] = NVDM,
+    **model_kwargs: int,
 ) -> Trainer:
     train, valid = corpora
     seed_everything(init_seed)
-    model = NVDM(MODEL, train.vocab_size)
+    model = model_cls(MODEL, train.vocab_size, **model_kwargs)
     seed_everything(config.seed)
     return Trainer(
         model,
@@ -92,10 +97,8 @@ def test_ctrl_c_checkpoints_and_resume_continues_exactly(tiny_corpora, tmp_path:
     reference = _trainer(tiny_corpora, tmp_path / "ref")
     reference.fit()
 
-    interrupted = _trainer(tiny_corpora, tmp_path / "run")
-    seed_everything(0)  # same initial weights as the reference, in a model that interrupts itself
-    interrupted.model = _SelfInterruptingNVDM(MODEL, tiny_corpora[0].vocab_size, interrupt_at=interrupt_at)
-    interrupted.optimizer = torch.optim.Adam(interrupted.model.parameters(), lr=TRAIN.lr)
+    # The same initial weights as the reference, in a model that interrupts itself.
+    interrupted = _trainer(tiny_corpora, tmp_path / "run", model_cls=_SelfInterruptingNVDM, interrupt_at=interrupt_at)
     with pytest.raises(KeyboardInterrupt):
         interrupted.fit()
     # The interrupted step was completed, then saved.
@@ -149,11 +152,7 @@ class _PoisonedNVDM(NVDM):
 
 
 def test_nan_loss_stops_cleanly_and_keeps_the_last_good_checkpoint(tiny_corpora, tmp_path: Path) -> None:
-    train, valid = tiny_corpora
-    model = _PoisonedNVDM(MODEL, train.vocab_size, poison_at=9)  # epoch 2, step 3
-    trainer = Trainer(
-        model, Batches(train, 16, shuffle=True), Batches(valid, 64, shuffle=False), TRAIN, tmp_path, log=lambda s: None
-    )
+    trainer = _trainer(tiny_corpora, tmp_path, model_cls=_PoisonedNVDM, poison_at=9)  # epoch 2, step 3
     with pytest.raises(NonFiniteLossError, match=r"became nan at epoch 2, step 3 .*--lr"):
         trainer.fit()
     checkpoint = torch.load(tmp_path / "last.pt", weights_only=False)
