@@ -294,7 +294,8 @@ def _write_report(out: Path, stem: str, title: str, body: str, meta: dict[str, A
     (out / f"{stem}.md").write_text(
         f"# {title}\n\n{body}\n\n"
         f"- command: `{meta['command']}`\n"
-        f"- commit: `{meta['commit']}`\n"
+        f"- commit: `{meta['commit']}`; spherical_dists {meta['spherical_dists']['version']} from "
+        f"`{meta['spherical_dists']['path']}` at `{meta['spherical_dists']['commit']}`\n"
         f"- machine: {m['cpu']}, {m['cpu_count']} CPUs, {meta['jobs']} model(s) trained at a time; device "
         f"{m['device']}; torch {m['torch']}, Python {m['python']}\n"
         f"- load average (1 / 5 / 15 min) at the start {m['load_average']}, at the end {meta['load_average_end']}\n"

@@ -64,12 +64,23 @@ def machine_info(device: torch.device | None = None) -> dict[str, Any]:
     return info
 
 
+def _package_info() -> dict[str, str]:
+    """Version, location and commit of the spherical_dists actually imported: an editable install can run
+    the code of another checkout than the examples'."""
+    import spherical_dists
+
+    location = Path(spherical_dists.__file__).resolve().parent
+    return {"version": spherical_dists.__version__, "path": str(location), "commit": git_commit(location)}
+
+
 def run_metadata(device: torch.device | None = None, repo: str | Path | None = None) -> dict[str, Any]:
-    """The command line (as typed, relative to the working directory), commit, machine and start time."""
+    """The command line (as typed, relative to the working directory), commit, machine, the spherical_dists
+    in use, and the start time."""
     repo = repo if repo is not None else Path(__file__).resolve().parent
     return {
         "command": " ".join(["python", *sys.argv]),
         "commit": git_commit(repo),
+        "spherical_dists": _package_info(),
         "machine": machine_info(device),
         "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
