@@ -90,10 +90,10 @@ _PROTOCOL: dict[str, Any] = {
 }
 PRESETS: dict[str, dict[str, Any]] = {
     "g-nvdm-50": {**_PROTOCOL, "latent": "gaussian", "latent_dim": 50, "lr": 1e-3},
-    "g-nvdm-200": {**_PROTOCOL, "latent": "gaussian", "latent_dim": 200, "lr": 1e-3},
+    "g-nvdm-200": {**_PROTOCOL, "latent": "gaussian", "latent_dim": 200, "lr": 5e-4},
     "v-nvdm-25": {**_PROTOCOL, "latent": "vmf", "latent_dim": 25, "kappa": PAPER_KAPPA, "lr": 2e-3},
     "v-nvdm-50": {**_PROTOCOL, "latent": "vmf", "latent_dim": 50, "kappa": PAPER_KAPPA, "lr": 2e-3},
-    "v-nvdm-200": {**_PROTOCOL, "latent": "vmf", "latent_dim": 200, "kappa": PAPER_KAPPA, "lr": 2e-3},
+    "v-nvdm-200": {**_PROTOCOL, "latent": "vmf", "latent_dim": 200, "kappa": PAPER_KAPPA, "lr": 1e-3},
 }
 PRESETS["v-nvdm-50-learned-kappa"] = {**PRESETS["v-nvdm-50"], "learn_kappa": True}
 TABLE2_ROWS = ("g-nvdm-50", "g-nvdm-200", "v-nvdm-25", "v-nvdm-50", "v-nvdm-200")
