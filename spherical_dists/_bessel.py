@@ -170,12 +170,25 @@ def _shifted_debye(v: Tensor, x: Tensor) -> Parts:
     return _recur_down(_debye(nu, x), nu, x)
 
 
-def _series(v: Tensor, x: Tensor) -> Parts:
-    """Region 1: power series for x^2 <= v + 1 (positive terms; truncation below 1e-19)."""
+def _series_terms(ratio: float) -> int:
+    """Fewest terms N with ratio^N / N! <= 1e-19, the bound of the first omitted term when
+    ratio >= q / (v + 1) (the k-th term is below (q / (v + 1))^k / k!)."""
+    terms, bound = 1, ratio
+    while bound > 1e-19 and terms < _SERIES_TERMS:
+        terms += 1
+        bound *= ratio / terms
+    return max(terms, 2)
+
+
+def _series(v: Tensor, x: Tensor, terms: int = _SERIES_TERMS) -> Parts:
+    """Region 1: power series for x^2 <= v + 1 (positive terms; truncation below 1e-19).
+
+    ``terms`` may be lowered by the caller when q / (v + 1) is small for every element (large
+    orders at small arguments need only a few)."""
     q = 0.25 * x * x
     one = torch.ones_like(x)
     s0, s1 = one, one
-    for k in range(_SERIES_TERMS - 1, 1, -1):
+    for k in range(terms - 1, 1, -1):
         # s <- 1 + q s / (k (v + k)), Horner from the last term
         s0 = torch.addcdiv(one, q * s0, v + k, value=1.0 / k)
         s1 = torch.addcdiv(one, q * s1, v + (k + 1.0), value=1.0 / k)
@@ -218,8 +231,12 @@ def _gathered(v: Tensor, x: Tensor) -> Parts:
         in_series, in_shifted = _regions(vc, xc)
         remaining = ~(in_series | in_shifted)
         r = torch.hypot(vc, xc)
+        if in_series.any():
+            series_ratio = float((0.25 * xc[in_series] ** 2 / (vc[in_series] + 1.0)).max())
+        else:
+            series_ratio = 0.0
         jobs: list[tuple[Tensor, Callable[[Tensor, Tensor], Parts]]] = [
-            (in_series, _series),
+            (in_series, functools.partial(_series, terms=_series_terms(series_ratio))),
             (in_shifted, _shifted_debye),
         ]
         for min_r, terms in _DEBYE_SHORT:

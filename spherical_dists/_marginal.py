@@ -14,10 +14,10 @@ Sampling (no gradient):
   0.657 for every (p, kappa) (measured; 0.707 in the large-p, large-kappa limit). Beta(d/2, d/2)
   comes from Ulrich's (1984) construction ``e = (1 + rho cos(2 pi u2)) / 2``,
   ``rho^2 = 1 - u1^(2/(d-1))``, exact for d > 1, and as ``sin^2(pi u / 2)`` for p = 2.
-  Every row gets 4 proposals per round and keeps its first accepted one, for at most 10 rounds;
-  the chance that a row rejects all 40 proposals is below 0.343^40 = 3e-19, and such a row keeps
-  its last proposal. On CPU in eager mode later rounds only touch the rows still pending; on CUDA
-  and under ``torch.compile`` every round runs on every row, with no host synchronisation.
+  A row keeps its first accepted proposal among at most 40; the chance that it rejects all 40 is
+  below 0.343^40 = 3e-19, and such a row keeps a rejected one (its last round's first). On CPU in eager mode the rounds
+  draw 2, 16 and 22 proposals and later rounds only touch the rows still pending; on CUDA and under
+  ``torch.compile`` ten rounds of 4 run on every row (masked), with no host synchronisation.
 
 Gradient with respect to kappa (implicit reparameterisation, Figurnov et al. 2018): with the CDF
 F(w; kappa), ``dw/dkappa = -(dF/dkappa) / q(w)``. In the angle ``w = cos(theta)`` and with
@@ -39,6 +39,7 @@ is below 1e-11.
 from __future__ import annotations
 
 import math
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -46,8 +47,9 @@ from torch import Tensor
 
 from .special import _vmf_terms
 
-PROPOSALS_PER_ROUND = 4
-MAX_ROUNDS = 10
+MAX_PROPOSALS = 40  # per row; all rejected has probability below 0.343^40 = 3e-19
+PROPOSALS_PER_ROUND = 4  # CUDA and torch.compile: 10 masked rounds over every row
+_EAGER_SCHEDULE = (2, 16, 22)  # eager CPU: proposals per round, later rounds on pending rows only
 _PANELS = 7
 _NODES_PER_PANEL = 10
 _GRADIENT_CHUNK = 1 << 12  # rows per quadrature batch on CPU: keeps the (rows, 70) temporaries in cache
@@ -65,67 +67,103 @@ def _uniform(shape: tuple[int, ...], like: Tensor, generator: torch.Generator | 
     return torch.rand(shape, dtype=torch.float64, device=like.device, generator=generator)
 
 
+def _select(mask: Tensor, if_true: Tensor, if_false: Tensor) -> Tensor:
+    """``where(mask, if_true, if_false)`` for a 0/1 float ``mask`` and finite values, by arithmetic:
+    exact (0 * finite = 0), and several times faster than ``torch.where`` on CPU."""
+    return mask * if_true + (1.0 - mask) * if_false
+
+
 def _inverse_cdf_3d(kappa: Tensor, generator: torch.Generator | None) -> tuple[Tensor, Tensor]:
-    """p = 3: w = 1 + log(u + (1 - u) e^{-2 kappa}) / kappa, written for 1 - w and 1 + w."""
-    u = _uniform(tuple(kappa.shape), kappa, generator)
-    zero = kappa == 0
-    k = torch.where(zero, 1.0, kappa)
-    omw = -torch.log1p((1.0 - u) * torch.expm1(-2.0 * k)) / k
-    # 1 + w = log1p(u expm1(2 kappa)) / kappa, which overflows past kappa ~ 354; there 2 - omw is exact.
-    opw = torch.where(k < 300.0, torch.log1p(u * torch.expm1(2.0 * torch.clamp(k, max=300.0))) / k, 2.0 - omw)
-    return torch.where(zero, 2.0 * (1.0 - u), omw), torch.where(zero, 2.0 * u, opw)
+    """p = 3: w = 1 + log(u + (1 - u) e^{-2 kappa}) / kappa, in the dtype of ``kappa``.
+
+    For w >= 0 (u >= sigmoid(-kappa)) ``1 - w = -log1p((1 - u) expm1(-2 kappa)) / kappa`` is accurate,
+    for w < 0 ``1 + w = log1p(u expm1(2 kappa)) / kappa`` is; the other side is 2 minus it, so
+    (1 - w) + (1 + w) = 2 and |z| = 1 to rounding. With u in (0, 1], the second form is only
+    reached where expm1(2 kappa) is finite (u < sigmoid(-kappa) is smaller than every u drawn once
+    2 kappa exceeds the clamp below), and no logarithm sees 0. kappa = 0 is the limit of kappa =
+    1e-30, where both forms are exact to rounding (1 - w = 2 (1 - u)).
+    """
+    q = _uniform(tuple(kappa.shape), kappa, generator)  # 1 - u
+    k = kappa.clamp_min(1e-30)
+    right = (q <= torch.sigmoid(k)).to(kappa.dtype)
+    clamp = 80.0 if kappa.dtype == torch.float32 else 700.0
+    x = _select(right, q * torch.expm1(-2.0 * k), (1.0 - q) * torch.expm1(torch.clamp(2.0 * k, max=clamp)))
+    near = (torch.log1p(x) / k).abs_()  # distance to the nearer pole: 1 - w or 1 + w
+    far = 2.0 - near
+    return _select(right, near, far), _select(right, far, near)
 
 
-def _proposals(kappa: Tensor, dim: int, generator: torch.Generator | None) -> tuple[Tensor, Tensor, Tensor]:
-    """One round of Wood's sampler: for each row, the first accepted of the proposals (or the
-    first proposal if none is accepted) and whether one was accepted."""
+class _Envelope(NamedTuple):
+    """Wood's envelope per row (columns of shape (n, 1)): b, x0 = (1 - b)/(1 + b), 1 - x0, and
+    log(1 - x0^2), from b = d / (2 kappa + sqrt(4 kappa^2 + d^2)) without cancellation."""
+
+    kappa: Tensor
+    b: Tensor
+    x0: Tensor
+    one_minus_x0: Tensor
+    log_one_minus_x0_sq: Tensor
+
+    @classmethod
+    def of(cls, kappa: Tensor, d: float) -> _Envelope:
+        k = kappa.unsqueeze(-1)
+        b = d / (2.0 * k + torch.hypot(2.0 * k, torch.full_like(k, d)))
+        one_minus_x0 = 2.0 * b / (1.0 + b)
+        return cls(k, b, (1.0 - b) / (1.0 + b), one_minus_x0, torch.log(one_minus_x0 * (2.0 / (1.0 + b))))
+
+    def rows(self, index: Tensor) -> _Envelope:
+        return _Envelope(*(t[index] for t in self))
+
+
+def _proposals(
+    env: _Envelope, dim: int, count: int, generator: torch.Generator | None
+) -> tuple[Tensor, Tensor, Tensor]:
+    """One round of ``count`` proposals per row: the first accepted one (or the first if none
+    is), and whether one was accepted."""
     d = dim - 1.0
-    n = kappa.shape[0]
-    u = _uniform((3, n, PROPOSALS_PER_ROUND), kappa, generator)
-    if dim == 2:  # Beta(1/2, 1/2)
-        e = torch.sin(0.5 * math.pi * u[0]) ** 2
-        one_minus_e = torch.cos(0.5 * math.pi * u[0]) ** 2
-    else:  # Ulrich: 1 - rho^2 = u1^(1/(a - 1/2)) with a = d/2; 1 -+ rho c summed without cancellation
-        t = torch.exp(torch.log(u[0]) / (0.5 * d - 0.5))
-        rho = torch.sqrt(1.0 - t)
-        one_minus_rho = t / (1.0 + rho)
-        e = 0.5 * one_minus_rho + rho * torch.cos(math.pi * u[1]) ** 2
-        one_minus_e = 0.5 * one_minus_rho + rho * torch.sin(math.pi * u[1]) ** 2
-    k = kappa.unsqueeze(-1)
-    b = d / (2.0 * k + torch.hypot(2.0 * k, torch.full_like(k, d)))
-    omx0 = 2.0 * b / (1.0 + b)
-    opx0 = 2.0 / (1.0 + b)
-    x0 = (1.0 - b) / (1.0 + b)
-    denominator = one_minus_e + b * e
-    omw = 2.0 * b * e / denominator
+    u = _uniform((3, env.kappa.shape[0], count), env.kappa, generator)
+    if dim == 2:  # Beta(1/2, 1/2) = sin^2(pi u / 2)
+        angle = (0.5 * math.pi) * u[0]
+        e, one_minus_e = torch.sin(angle) ** 2, torch.cos(angle) ** 2
+    else:  # Ulrich: e = (1 + rho cos(2 pi u2)) / 2 with rho^2 = 1 - u1^(2 / (d - 1))
+        rho_cos = torch.sqrt(-torch.expm1(torch.log(u[0]) / (0.5 * d - 0.5))) * torch.cos((2.0 * math.pi) * u[1])
+        e, one_minus_e = 0.5 + 0.5 * rho_cos, 0.5 - 0.5 * rho_cos
+    denominator = one_minus_e + env.b * e
+    omw = 2.0 * env.b * e / denominator
     opw = 2.0 * one_minus_e / denominator
-    log_ratio = k * (omx0 - omw) + d * (torch.log(omx0 + x0 * omw) - torch.log(omx0 * opx0))
+    log_ratio = env.kappa * (env.one_minus_x0 - omw) + d * (
+        torch.log(env.one_minus_x0 + env.x0 * omw) - env.log_one_minus_x0_sq
+    )
     accepted = log_ratio >= torch.log(u[2])
     first = accepted.to(torch.uint8).argmax(dim=-1, keepdim=True)
     return omw.gather(-1, first).squeeze(-1), opw.gather(-1, first).squeeze(-1), accepted.any(dim=-1)
 
 
 def sample_marginal(kappa: Tensor, dim: int, generator: torch.Generator | None = None) -> tuple[Tensor, Tensor]:
-    """Draw ``(1 - w, 1 + w)`` for each entry of the 1-D float64 tensor ``kappa`` (no gradient)."""
+    """Draw ``(1 - w, 1 + w)`` for each entry of the 1-D tensor ``kappa`` (no gradient): float64,
+    except for p = 3, which is exact in ``kappa``'s dtype."""
     if dim == 3:
         return _inverse_cdf_3d(kappa, generator)
-    omw, opw, done = _proposals(kappa, dim, generator)
+    env = _Envelope.of(kappa.to(torch.float64), dim - 1.0)
     if _eager_cpu(kappa):
+        # Two proposals for every row, then many for the few rows left (at most 11.7%), so that
+        # almost every call ends after the second round.
+        omw, opw, done = _proposals(env, dim, _EAGER_SCHEDULE[0], generator)
         pending = (~done).nonzero().squeeze(-1)
-        for _ in range(MAX_ROUNDS - 1):
+        for count in _EAGER_SCHEDULE[1:]:
             if pending.numel() == 0:
                 break
-            new_omw, new_opw, new_done = _proposals(kappa[pending], dim, generator)
+            new_omw, new_opw, new_done = _proposals(env.rows(pending), dim, count, generator)
             omw[pending] = new_omw
             opw[pending] = new_opw
             pending = pending[~new_done]
-    else:
-        for _ in range(MAX_ROUNDS - 1):
-            new_omw, new_opw, new_done = _proposals(kappa, dim, generator)
-            take = ~done
-            omw = torch.where(take, new_omw, omw)
-            opw = torch.where(take, new_opw, opw)
-            done = done | new_done
+        return omw, opw
+    omw, opw, done = _proposals(env, dim, PROPOSALS_PER_ROUND, generator)
+    for _ in range(MAX_PROPOSALS // PROPOSALS_PER_ROUND - 1):
+        new_omw, new_opw, new_done = _proposals(env, dim, PROPOSALS_PER_ROUND, generator)
+        take = ~done
+        omw = torch.where(take, new_omw, omw)
+        opw = torch.where(take, new_opw, opw)
+        done = done | new_done
     return omw, opw
 
 

@@ -52,7 +52,12 @@ class _FiniteNonnegative(constraints.Constraint):
         return "FiniteNonnegative()"
 
 
+#: Unit vectors along the last dimension (``event_dim = 1``): accepts ``x`` when
+#: ``| ||x||_2 - 1 | <= 16 eps sqrt(p)`` for the dtype's machine epsilon and the size ``p`` of the
+#: last dimension. ``transform_to(sphere)`` is :class:`NormalizeTransform`.
 sphere = _Sphere()
+#: Real numbers in ``[0, inf)``, NaN and infinity rejected (the concentration's constraint).
+#: ``transform_to`` and ``biject_to`` give :class:`torch.distributions.transforms.ExpTransform`.
 finite_nonnegative = _FiniteNonnegative()
 
 

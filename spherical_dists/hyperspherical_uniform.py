@@ -41,6 +41,7 @@ class HypersphericalUniform(Distribution):
         batch_shape (torch.Size): batch shape (the distribution has no parameters to broadcast).
         dtype (torch.dtype, optional): dtype of samples and densities (default: torch's default).
         device (torch.device, optional): device of samples and densities (default: CPU).
+        validate_args (bool, optional): check samples passed to :meth:`log_prob` (torch's default applies).
 
     Example::
 
@@ -72,6 +73,7 @@ class HypersphericalUniform(Distribution):
         super().__init__(torch.Size(batch_shape), torch.Size((self.dim,)), validate_args=validate_args)
 
     def expand(self, batch_shape: torch.Size | tuple[int, ...], _instance: HypersphericalUniform | None = None):  # type: ignore[no-untyped-def]
+        """The same distribution with a larger ``batch_shape``."""
         new = self._get_checked_instance(HypersphericalUniform, _instance)
         new.dim = self.dim
         new._dtype = self._dtype
@@ -85,6 +87,7 @@ class HypersphericalUniform(Distribution):
 
     @property
     def mean(self) -> Tensor:
+        """Zero: the sphere's centre."""
         return self._full(self.batch_shape + self.event_shape, 0.0)
 
     @property
@@ -94,16 +97,20 @@ class HypersphericalUniform(Distribution):
 
     @property
     def variance(self) -> Tensor:
+        """:math:`1/p` per coordinate (the coordinates' squares sum to 1)."""
         return self._full(self.batch_shape + self.event_shape, 1.0 / self.dim)
 
     @property
     def covariance_matrix(self) -> Tensor:
+        """:math:`I / p`, shape ``batch_shape + (p, p)``."""
         eye = torch.eye(self.dim, dtype=self._dtype, device=self._device) / self.dim
         return eye.expand(self.batch_shape + (self.dim, self.dim))
 
     def rsample(
         self, sample_shape: torch.Size | tuple[int, ...] = torch.Size(), generator: torch.Generator | None = None
     ) -> Tensor:
+        """Normalised standard Gaussians, shape ``sample_shape + batch_shape + (p,)`` (no parameters
+        to differentiate); ``generator`` as in :meth:`VonMisesFisher.rsample`."""
         shape = self._extended_shape(torch.Size(sample_shape))
         gaussian = torch.randn(shape, dtype=self._dtype, device=self._device, generator=generator)
         return torch.nn.functional.normalize(gaussian, dim=-1)
@@ -111,10 +118,12 @@ class HypersphericalUniform(Distribution):
     def sample(
         self, sample_shape: torch.Size | tuple[int, ...] = torch.Size(), generator: torch.Generator | None = None
     ) -> Tensor:
+        """Same as :meth:`rsample`, without gradient tracking."""
         with torch.no_grad():
             return self.rsample(sample_shape, generator=generator)
 
     def log_prob(self, value: Tensor) -> Tensor:
+        r""":math:`-\log |S^{p-1}|` for every ``value`` on the sphere."""
         if self._validate_args:
             self._validate_sample(value)
         shape = torch.broadcast_shapes(value.shape[:-1], self.batch_shape)
@@ -122,6 +131,7 @@ class HypersphericalUniform(Distribution):
         return torch.full(shape, -log_sphere_area(self.dim), dtype=dtype, device=value.device)
 
     def entropy(self) -> Tensor:
+        r""":math:`\log |S^{p-1}|`, the largest entropy of any distribution on the sphere."""
         return self._full(self.batch_shape, log_sphere_area(self.dim))
 
     def __repr__(self) -> str:

@@ -2,7 +2,7 @@ r"""Special functions for directional statistics, in log space and differentiabl
 
 All functions take tensors (or Python numbers) that broadcast together, work on CPU and CUDA, and
 are computed internally in float64 whatever the input dtype, then returned in the input's floating
-dtype (float32 when the inputs are integers or half precision; see :func:`_prepare`). The domain is
+dtype (float32 for half precision, the default dtype for integers or Python numbers). The domain is
 order :math:`v \ge 0` (dimension :math:`p \ge 2`) and argument :math:`x \ge 0`, including
 :math:`x = 0` and :math:`x = \infty`; outside it the result is NaN.
 

@@ -6,8 +6,9 @@ import torch
 from torch import Tensor
 from torch.distributions import Distribution
 
-from . import _marginal
+from . import _marginal, _sampling
 from .constraints import finite_nonnegative, sphere
+from .fit import fit_von_mises_fisher
 from .hyperspherical_uniform import log_sphere_area
 from .special import _vmf_terms, vmf_log_normalizer, vmf_mean_resultant_length
 
@@ -101,6 +102,7 @@ class VonMisesFisher(Distribution):
         return self.event_shape[0]
 
     def expand(self, batch_shape: torch.Size | tuple[int, ...], _instance: VonMisesFisher | None = None):  # type: ignore[no-untyped-def]
+        """A view of this distribution with a larger ``batch_shape`` (parameters are expanded, not copied)."""
         new = self._get_checked_instance(VonMisesFisher, _instance)
         batch_shape = torch.Size(batch_shape)
         new.loc = self.loc.expand(batch_shape + self.event_shape)
@@ -121,6 +123,7 @@ class VonMisesFisher(Distribution):
 
     @property
     def mode(self) -> Tensor:
+        r"""The mean direction :math:`\mu` (for :math:`\kappa = 0` every point is a mode; ``loc`` is returned)."""
         return self.loc
 
     def _covariance_factors(self) -> tuple[Tensor, Tensor]:
@@ -134,11 +137,15 @@ class VonMisesFisher(Distribution):
 
     @property
     def variance(self) -> Tensor:
+        r"""Per-coordinate variance, the diagonal of :attr:`covariance_matrix`:
+        :math:`A/\kappa + (1 - pA/\kappa - A^2)\, \mu_i^2`."""
         a, c = self._covariance_factors()
         return a.unsqueeze(-1) + c.unsqueeze(-1) * self.loc**2
 
     @property
     def covariance_matrix(self) -> Tensor:
+        r""":math:`\mathrm{Cov}[z] = \frac{A}{\kappa} I + \left(1 - \frac{pA}{\kappa} - A^2\right) \mu\mu^\top`,
+        shape ``batch_shape + (p, p)`` (mind the memory at large p)."""
         a, c = self._covariance_factors()
         eye = torch.eye(self.dim, dtype=self.loc.dtype, device=self.loc.device)
         outer = self.loc.unsqueeze(-1) * self.loc.unsqueeze(-2)
@@ -193,46 +200,47 @@ class VonMisesFisher(Distribution):
 
         ``generator`` (optional) is a :class:`torch.Generator` to draw from instead of the global
         one; the same seed gives the same samples.
+
+        Gradients: with ``z = w mu + sqrt(1 - w^2) v``, the concentration's reaches ``w`` by implicit
+        reparameterisation; loc's flows through ``w mu`` and through ``v``, re-projected onto the
+        plane orthogonal to ``mu`` (``d v / d mu = -mu v^T``, a rotation of the tangent frame to
+        first order). Neither depends on how the sample was drawn, so every backend gives
+        gradients with the same law. Without any gradient to track, a fused path draws ``z``
+        directly.
         """
         shape = self._extended_shape(torch.Size(sample_shape))
         dtype = _compute_dtype(self.loc.dtype)
-        loc = self.loc.to(dtype).expand(shape)
-        kappa = self.concentration.expand(shape[:-1])
-        flat_kappa = kappa.detach().reshape(-1).to(torch.float64)
-        omw, opw = _marginal.sample_marginal(flat_kappa, self.dim, generator)
-        if torch.is_grad_enabled() and kappa.requires_grad:
-            omw, opw = _marginal.ImplicitMarginal.apply(kappa.reshape(-1).to(torch.float64), omw, opw, self.dim)
-        omw, opw = omw.reshape(shape[:-1]), opw.reshape(shape[:-1])
+        p = self.dim
+        loc = self.loc.to(dtype).expand(shape).reshape(-1, p)
+        kappa = self.concentration.expand(shape[:-1]).reshape(-1)
+        needs_grad = torch.is_grad_enabled() and (loc.requires_grad or kappa.requires_grad)
+        if not needs_grad:
+            z = _sampling.sample(loc.detach(), kappa.detach(), generator)
+            return z.reshape(shape).to(self.loc.dtype)
+        omw, opw, v = _sampling.components(loc.detach(), kappa.detach(), generator)
+        if kappa.requires_grad:
+            omw, opw = _marginal.ImplicitMarginal.apply(kappa.to(torch.float64), omw, opw, p)
         w = torch.where(omw <= 1.0, 1.0 - omw, opw - 1.0).to(dtype).unsqueeze(-1)
         s = torch.sqrt(omw * opw).to(dtype).unsqueeze(-1)
-        z = w * loc + s * self._tangent(loc, generator)
-        return z.to(self.loc.dtype)
+        v = v - (v * loc).sum(-1, keepdim=True) * loc  # identity in value; carries d v / d loc
+        v = v / torch.linalg.vector_norm(v, dim=-1, keepdim=True)
+        return (w * loc + s * v).reshape(shape).to(self.loc.dtype)
 
     def sample(
         self, sample_shape: torch.Size | tuple[int, ...] = torch.Size(), generator: torch.Generator | None = None
     ) -> Tensor:
+        """A sample without gradients (the fused fast path), same arguments as :meth:`rsample`."""
         with torch.no_grad():
             return self.rsample(sample_shape, generator=generator)
-
-    def _tangent(self, loc: Tensor, generator: torch.Generator | None) -> Tensor:
-        """A unit vector uniform on the great sphere orthogonal to ``loc`` (rows of ``loc``).
-
-        For p >= 3: project a standard Gaussian onto the plane orthogonal to loc, normalise, and
-        project once more: when the Gaussian is nearly parallel to loc the first projection leaves a
-        component along loc of eps |g| / |g_perp| (3e-5 in float32 for one draw in 1e5 at p = 3),
-        the second removes it to eps (Gram-Schmidt twice is enough). For p = 2
-        the plane is a line: a random sign times loc rotated by 90 degrees. Both are differentiable
-        in loc, and exact at loc = +-e1.
-        """
-        if self.dim == 2:
-            sign = torch.randint(0, 2, loc.shape[:-1], device=loc.device, generator=generator).to(loc.dtype) * 2 - 1
-            return sign.unsqueeze(-1) * torch.stack([-loc[..., 1], loc[..., 0]], dim=-1)
-        g = torch.randn(loc.shape, dtype=loc.dtype, device=loc.device, generator=generator)
-        g = g - (g * loc).sum(-1, keepdim=True) * loc
-        v = g / torch.linalg.vector_norm(g, dim=-1, keepdim=True).clamp_min(torch.finfo(g.dtype).tiny)
-        return v - (v * loc).sum(-1, keepdim=True) * loc
 
     # ------------------------------------------------------------------ misc
 
     def __repr__(self) -> str:
         return f"{self.__class__.__name__}(loc: {self.loc.size()}, concentration: {self.concentration.size()})"
+
+    @classmethod
+    def fit(cls, x: Tensor, weights: Tensor | None = None, validate_args: bool | None = None) -> VonMisesFisher:
+        """Maximum-likelihood fit to unit vectors ``x`` of shape ``(..., n, p)``, with optional
+        ``weights`` of shape ``(..., n)``: see :func:`spherical_dists.fit.fit_von_mises_fisher`."""
+        loc, concentration = fit_von_mises_fisher(x, weights, validate_args=validate_args)
+        return cls(loc, concentration, validate_args=validate_args)

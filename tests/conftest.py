@@ -4,8 +4,14 @@ from __future__ import annotations
 
 import os
 
-import pytest
 import torch
+
+# Without a GPU, the Triton kernel's tests run it on CPU tensors through Triton's interpreter;
+# the flag must be set before triton is first imported.
+if not torch.cuda.is_available():
+    os.environ.setdefault("TRITON_INTERPRET", "1")
+
+import pytest  # noqa: E402
 from hypothesis import HealthCheck, settings
 
 # Bounded example counts keep CI fast; HYPOTHESIS_PROFILE=thorough runs ten times more.

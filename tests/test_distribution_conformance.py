@@ -1,5 +1,6 @@
 """Generic checks modelled on torch's own test_distributions, run over every example below
-(including the edge cases: kappa = 0, huge kappa, loc = +-e1, p = 2, 3 and 65,536)."""
+(including the edge cases: kappa = 0, huge kappa, loc = +-e1, p = 2, 3 and 65,536), for the von
+Mises-Fisher, power spherical and uniform distributions."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ import pytest
 import torch
 from torch.distributions import Distribution, Independent, constraints, kl_divergence, transform_to
 
-from spherical_dists import HypersphericalUniform, VonMisesFisher
+from spherical_dists import HypersphericalUniform, PowerSpherical, VonMisesFisher
 from spherical_dists.constraints import sphere
 
 F64 = torch.float64
@@ -72,6 +73,37 @@ EXAMPLES: list[tuple[str, Callable[[bool], Distribution]]] = [
     (
         "vmf p=65536",
         lambda g: VonMisesFisher(
+            _unit(2, 65536, dtype=torch.float32).requires_grad_(g), torch.tensor([10.0, 1e5], requires_grad=g)
+        ),
+    ),
+    (
+        "ps p=3 scalar",
+        lambda g: PowerSpherical(_unit(3).requires_grad_(g), torch.tensor(2.0, dtype=F64, requires_grad=g)),
+    ),
+    (
+        "ps p=2 batch",
+        lambda g: PowerSpherical(
+            _unit(4, 2).requires_grad_(g), torch.tensor([0.0, 0.5, 8.0, 300.0], dtype=F64, requires_grad=g)
+        ),
+    ),
+    (
+        "ps kappa=0",
+        lambda g: PowerSpherical(_unit(3, 7).requires_grad_(g), torch.zeros(3, dtype=F64, requires_grad=g)),
+    ),
+    (
+        "ps kappa=1e8 float32",
+        lambda g: PowerSpherical(
+            _unit(2, 10, dtype=torch.float32).requires_grad_(g), torch.tensor(1e8, requires_grad=g)
+        ),
+    ),
+    ("ps loc=+e1", lambda g: PowerSpherical(_e1(4).requires_grad_(g), torch.tensor(5.0, dtype=F64, requires_grad=g))),
+    (
+        "ps loc=-e1 p=3",
+        lambda g: PowerSpherical(_e1(3, -1.0).requires_grad_(g), torch.tensor(50.0, dtype=F64, requires_grad=g)),
+    ),
+    (
+        "ps p=65536",
+        lambda g: PowerSpherical(
             _unit(2, 65536, dtype=torch.float32).requires_grad_(g), torch.tensor([10.0, 1e5], requires_grad=g)
         ),
     ),
@@ -176,6 +208,13 @@ def test_kl_shapes_and_no_ambiguity_warning(factory) -> None:  # type: ignore[no
         for other in others:
             assert kl_divergence(dist, other).shape == dist.batch_shape
             assert kl_divergence(other, dist).shape == dist.batch_shape
+        if isinstance(dist, PowerSpherical):
+            # Only KL(PS || vMF) has a closed form; the other directions stay unregistered.
+            vmf = VonMisesFisher(dist.loc.flip(-1), dist.concentration * 0.5 + 1.0)
+            assert kl_divergence(dist, vmf).shape == dist.batch_shape
+            for a, b in ((vmf, dist), (dist, PowerSpherical(dist.loc.flip(-1), dist.concentration))):
+                with pytest.raises(NotImplementedError):
+                    kl_divergence(a, b)
 
 
 def test_nan_value_rejected(factory) -> None:  # type: ignore[no-untyped-def]
@@ -213,9 +252,17 @@ def test_no_validation_when_disabled() -> None:
         (torch.tensor([1, 0, 0]), 1.0, "floating-point"),
     ],
 )
-def test_invalid_arguments(loc, kappa, match) -> None:  # type: ignore[no-untyped-def]
+@pytest.mark.parametrize("cls", [VonMisesFisher, PowerSpherical])
+def test_invalid_arguments(loc, kappa, match, cls) -> None:  # type: ignore[no-untyped-def]
     with pytest.raises(ValueError, match=match):
-        VonMisesFisher(loc, torch.as_tensor(kappa) if not isinstance(kappa, torch.Tensor) else kappa)
+        cls(loc, torch.as_tensor(kappa) if not isinstance(kappa, torch.Tensor) else kappa)
+
+
+def test_power_spherical_repr_and_no_validation_when_disabled() -> None:
+    dist = PowerSpherical(_unit(2, 3), torch.tensor([1.0, 2.0], dtype=F64), validate_args=False)
+    assert repr(dist) == "PowerSpherical(loc: torch.Size([2, 3]), concentration: torch.Size([2]))"
+    assert dist.log_prob(2.0 * _unit(3)).shape == (2,)  # off the support: no error, no NaN
+    assert not dist.log_prob(2.0 * _unit(3)).isnan().any()
 
 
 def test_unit_norm_tolerance_scales_with_dtype_and_dim() -> None:
@@ -264,19 +311,21 @@ def test_transform_to_concentration_constraint() -> None:
 # ------------------------------------------------------------------ dtypes, devices, transforms
 
 
+@pytest.mark.parametrize("cls", [VonMisesFisher, PowerSpherical])
 @pytest.mark.parametrize("dtype", [torch.float32, F64, torch.float16, torch.bfloat16])
-def test_dtypes(dtype) -> None:  # type: ignore[no-untyped-def]
+def test_dtypes(dtype, cls) -> None:  # type: ignore[no-untyped-def]
     loc = _unit(6, 5).to(dtype)
     loc = loc / loc.float().norm(dim=-1, keepdim=True).to(dtype)
-    dist = VonMisesFisher(loc, torch.tensor(10.0, dtype=dtype))
+    dist = cls(loc, torch.tensor(10.0, dtype=dtype))
     z = dist.sample()
     assert z.dtype == dtype
     assert dist.log_prob(z).dtype == dtype
     assert torch.isfinite(dist.log_prob(z).float()).all()
 
 
-def test_reproducible_with_seed_and_generator() -> None:
-    dist = VonMisesFisher(_unit(4, 7), torch.tensor([0.0, 1.0, 50.0, 1e6], dtype=F64))
+@pytest.mark.parametrize("cls", [VonMisesFisher, PowerSpherical])
+def test_reproducible_with_seed_and_generator(cls) -> None:  # type: ignore[no-untyped-def]
+    dist = cls(_unit(4, 7), torch.tensor([0.0, 1.0, 50.0, 1e6], dtype=F64))
     torch.manual_seed(3)
     a = dist.sample((5,))
     torch.manual_seed(3)
@@ -301,9 +350,10 @@ def test_rsample_compiles_fullgraph() -> None:
     assert torch.isfinite(kappa.grad).all() and torch.isfinite(loc.grad).all()
 
 
-def test_log_prob_under_vmap() -> None:
+@pytest.mark.parametrize("cls", [VonMisesFisher, PowerSpherical])
+def test_log_prob_under_vmap(cls) -> None:  # type: ignore[no-untyped-def]
     loc, kappa = _unit(3, 5), torch.tensor([0.5, 5.0, 50.0], dtype=F64)
-    dist = VonMisesFisher(loc, kappa, validate_args=False)
+    dist = cls(loc, kappa, validate_args=False)
     z = dist.sample((7,))
     batched = torch.func.vmap(dist.log_prob)(z)
     torch.testing.assert_close(batched, dist.log_prob(z))

@@ -20,6 +20,8 @@ from spherical_dists import VonMisesFisher
 from spherical_dists._marginal import sample_marginal
 from spherical_dists.special import vmf_mean_resultant_length
 
+from .conftest import DEVICES
+
 F64 = torch.float64
 DIMS = [2, 3, 4, 10, 100, 1000]
 KAPPAS = [0.0, 1e-3, 1.0, 10.0, 80.0, 1e3, 1e6]
@@ -34,18 +36,19 @@ def _angle(z: torch.Tensor, mu: torch.Tensor) -> torch.Tensor:
 
 
 def _draw_angles(
-    p: int, kappa: float, dtype: torch.dtype, n: int, seed: int
+    p: int, kappa: float, dtype: torch.dtype, n: int, seed: int, device: str = "cpu"
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """theta, and the samples' tangent parts projected on two fixed orthonormal tangent vectors."""
     gen = torch.Generator().manual_seed(seed)
+    device_gen = gen if device == "cpu" else torch.Generator(device=device).manual_seed(seed)
     mu = torch.nn.functional.normalize(torch.randn(p, dtype=F64, generator=gen), dim=-1)
     basis = torch.linalg.qr(torch.cat([mu[:, None], torch.randn(p, 2, dtype=F64, generator=gen)], dim=1))[0]
     b = basis[:, 1:] * torch.sign(basis[:, :1].T @ mu)  # two unit vectors orthogonal to mu
-    dist = VonMisesFisher(mu.to(dtype), torch.tensor(kappa, dtype=dtype))
+    dist = VonMisesFisher(mu.to(device, dtype), torch.tensor(kappa, dtype=dtype, device=device))
     thetas, projections = [], []
     chunk = max(1, min(n, 2_000_000 // p))
     for start in range(0, n, chunk):
-        z = dist.sample((min(chunk, n - start),), generator=gen)
+        z = dist.sample((min(chunk, n - start),), generator=device_gen).cpu()
         thetas.append(_angle(z, mu))
         tangent = z.double() - (z.double() @ mu)[:, None] * mu
         projections.append(tangent @ b)
@@ -95,12 +98,13 @@ def _chi_square_p_value(theta: torch.Tensor, p: int, kappa: float, bins: int = 4
     return float(scipy.stats.chi2.sf(chi2, keep.sum() - 1))
 
 
+@pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("dtype", [F64, torch.float32])
 @pytest.mark.parametrize("p", DIMS)
-def test_marginal_moments_fit_and_symmetry(p: int, dtype: torch.dtype) -> None:
+def test_marginal_moments_fit_and_symmetry(p: int, dtype: torch.dtype, device: str) -> None:
     draws = DRAWS if p <= 100 else DRAWS // 5
     for i, kappa in enumerate(KAPPAS):
-        theta, proj, _ = _draw_angles(p, kappa, dtype, draws, seed=1000 * p + i)
+        theta, proj, _ = _draw_angles(p, kappa, dtype, draws, seed=1000 * p + i, device=device)
         k = torch.tensor(kappa, dtype=F64)
         mean_length = float(vmf_mean_resultant_length(p, k))
         one_minus_w = 2.0 * torch.sin(theta / 2) ** 2  # exact 1 - w from the angle

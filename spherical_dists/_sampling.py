@@ -1,0 +1,217 @@
+"""Drawing von Mises-Fisher samples: backend dispatch and the pure-torch path.
+
+A sample is ``z = w mu + sqrt(1 - w^2) v`` with ``w`` from the marginal sampler (``_marginal``)
+and ``v`` a unit vector uniform on the great sphere orthogonal to ``mu``. Two entry points:
+
+* :func:`sample`: ``z`` without gradients, the fast path (in-place, cache-sized row chunks);
+* :func:`components`: ``(1 - w, 1 + w, v)``, from which ``VonMisesFisher.rsample`` assembles ``z``
+  differentiably, so that every backend gives gradients with the same law.
+
+On CUDA tensors the Triton kernel (``_triton_sampler``) is used when Triton is installed and the
+backend is ``"auto"``; :func:`set_sampler_backend` forces the pure-torch path.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import threading
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Literal
+
+import torch
+from torch import Tensor
+
+from ._marginal import _select, sample_marginal
+
+__all__ = ["set_sampler_backend", "get_sampler_backend"]
+
+Backend = Literal["auto", "torch"]
+_backend: Backend = "auto"
+
+# Rows are processed in chunks of about this many floats, so that the Gaussian buffer and the
+# passes over it stay in cache (2-4x faster than streaming a large tensor through memory).
+_CHUNK_FLOATS = 1 << 16
+# Below this dimension the tangent direction is projected twice: one projection leaves a component
+# along mu of eps |g| / |g_perp|, and |g_perp| << |g| is common only when p is small.
+_REPROJECT_BELOW = 17
+# Gaussian buffers at least this large are filled by several generators in parallel threads.
+_PARALLEL_NORMALS = 1 << 17
+
+
+def set_sampler_backend(backend: Backend) -> None:
+    """Choose how von Mises-Fisher samples are drawn on CUDA.
+
+    ``"auto"`` (the default) uses the Triton kernel for CUDA tensors when Triton is installed and
+    the pure-torch path otherwise; ``"torch"`` always uses the pure-torch path. Both draw from the
+    same distribution and give gradients with the same law; their random streams differ.
+    """
+    if backend not in ("auto", "torch"):
+        raise ValueError(f"backend must be 'auto' or 'torch', got {backend!r}")
+    global _backend
+    _backend = backend
+
+
+def get_sampler_backend() -> Backend:
+    """The backend chosen with :func:`set_sampler_backend`."""
+    return _backend
+
+
+def _use_triton(t: Tensor) -> bool:
+    if _backend != "auto" or t.device.type != "cuda":
+        return False
+    from . import _triton_sampler
+
+    return _triton_sampler.available()
+
+
+# ---------------------------------------------------------------------------- random numbers
+
+_pool: ThreadPoolExecutor | None = None
+_pool_pid = -1
+_pool_lock = threading.Lock()
+
+
+def _thread_pool() -> ThreadPoolExecutor:
+    global _pool, _pool_pid
+    with _pool_lock:
+        if _pool is None or _pool_pid != os.getpid():  # a forked child starts without threads
+            _pool = ThreadPoolExecutor(max_workers=torch.get_num_threads(), thread_name_prefix="spherical_dists")
+            _pool_pid = os.getpid()
+        return _pool
+
+
+def _start_normal_fill(out: Tensor, generator: torch.Generator | None) -> Callable[[], None]:
+    """Begin filling ``out`` (2-D, contiguous) with standard normals; call the result to wait.
+
+    torch's CPU generator fills serially. For large buffers on CPU the rows are split among
+    ``torch.get_num_threads()`` generators seeded from ``generator`` and filled in worker threads,
+    while the caller goes on (with the marginal sampler, which draws from ``generator`` after the
+    seeds were taken). The split depends only on the shape and the thread count, so a seed gives
+    the same samples whatever the timing.
+    """
+    serial = torch.compiler.is_compiling() or out.device.type != "cpu" or out.numel() < _PARALLEL_NORMALS
+    workers = 1 if serial else torch.get_num_threads()
+    if workers < 2:
+        torch.randn(out.shape, dtype=out.dtype, device=out.device, generator=generator, out=out)
+        return lambda: None
+    seeds = torch.randint(0, 2**62, (workers,), generator=generator).tolist()
+    bounds = [round(i * out.shape[0] / workers) for i in range(workers + 1)]
+
+    def fill(i: int) -> None:
+        part = out[bounds[i] : bounds[i + 1]]
+        torch.randn(part.shape, dtype=out.dtype, generator=torch.Generator().manual_seed(seeds[i]), out=part)
+
+    futures = [_thread_pool().submit(fill, i) for i in range(workers)]
+    return lambda: [future.result() for future in futures] and None
+
+
+def _uniform(shape: tuple[int, ...], like: Tensor, generator: torch.Generator | None) -> Tensor:
+    return torch.rand(shape, dtype=like.dtype, device=like.device, generator=generator)
+
+
+# ---------------------------------------------------------------------------- tangent directions
+
+
+def _finish_tangent(g: Tensor, mu: Tensor, scale: Tensor) -> None:
+    """In place: Gaussian rows ``g`` -> ``scale * v``, v uniform on the unit sphere orthogonal to
+    ``mu`` (p >= 4), chunk by chunk so that each chunk stays in cache."""
+    p = mu.shape[-1]
+    rows = max(1, _CHUNK_FLOATS // p)
+    for begin in range(0, g.shape[0], rows):
+        gc, m = g[begin : begin + rows], mu[begin : begin + rows]
+        gc.addcmul_(m, (gc * m).sum(-1, keepdim=True), value=-1.0)  # project out mu
+        if p < _REPROJECT_BELOW:
+            gc.addcmul_(m, (gc * m).sum(-1, keepdim=True), value=-1.0)
+        norm = torch.linalg.vector_norm(gc, dim=-1, keepdim=True).clamp_min_(torch.finfo(gc.dtype).tiny)
+        gc.mul_(scale[begin : begin + rows].unsqueeze(-1) / norm)
+
+
+def _tangent_2d(mu: Tensor, generator: torch.Generator | None) -> Tensor:
+    """p = 2: the orthogonal "sphere" is two points, +-(mu rotated by 90 degrees)."""
+    sign = torch.randint(0, 2, (mu.shape[0],), device=mu.device, generator=generator).to(mu.dtype).mul_(2.0).sub_(1.0)
+    return sign.unsqueeze(-1) * torch.stack([-mu[:, 1], mu[:, 0]], dim=-1)
+
+
+def _assemble_3d(mu: Tensor, w: Tensor, s: Tensor, generator: torch.Generator | None) -> Tensor:
+    """p = 3: ``w mu + s (cos(phi) e1 + sin(phi) e2)`` with phi uniform and (e1, e2) the
+    orthonormal basis of mu's plane of Duff et al. (2017), branch-free and exact at mu = +-e3:
+    e1 = (1 + sign x^2 a, sign b, -sign x), e2 = (b, sign + y^2 a, -y) with sign = sign(z),
+    a = -1 / (sign + z), b = x y a. Written column by column on 1-D tensors, which is several
+    times faster than operations on (n, 3) rows."""
+    x, y, z = mu.unbind(-1)
+    sign = 2.0 * (z >= 0).to(mu.dtype) - 1.0
+    a = -1.0 / (sign + z)
+    b = x * y * a
+    phi = _uniform((mu.shape[0],), mu, generator).mul_(2.0 * math.pi)
+    c, d = s * torch.cos(phi), s * torch.sin(phi)
+    sign_c = sign * c
+    out = torch.empty_like(mu)
+    torch.add(w * x + c + sign_c * (x * x * a), d * b, out=out[:, 0])
+    torch.add(w * y + sign_c * b, d * (sign + y * y * a), out=out[:, 1])
+    torch.sub(w * z - sign_c * x, d * y, out=out[:, 2])
+    return out
+
+
+# ---------------------------------------------------------------------------- entry points
+
+
+def tangent_directions(mu: Tensor, generator: torch.Generator | None = None) -> Tensor:
+    """Unit vectors ``v`` uniform on the great sphere orthogonal to each row of ``mu`` (n, p), no
+    gradient; the tangent part of any rotationally symmetric law about ``mu`` (pure torch)."""
+    n, p = mu.shape
+    if p == 2:
+        return _tangent_2d(mu, generator)
+    if p == 3:
+        zeros = torch.zeros(n, dtype=mu.dtype, device=mu.device)
+        return _assemble_3d(mu, zeros, torch.ones_like(zeros), generator)
+    v = torch.empty_like(mu)
+    _start_normal_fill(v, generator)()
+    _finish_tangent(v, mu, torch.ones(n, dtype=mu.dtype, device=mu.device))
+    return v
+
+
+def _w_and_s(omw: Tensor, opw: Tensor, dtype: torch.dtype) -> tuple[Tensor, Tensor]:
+    """w (from the smaller of 1 - w and 1 + w) and s = sqrt(1 - w^2), in ``dtype``."""
+    upper = (omw <= 1.0).to(omw.dtype)
+    return _select(upper, 1.0 - omw, opw - 1.0).to(dtype), torch.sqrt(omw * opw).to(dtype)
+
+
+def components(mu: Tensor, kappa: Tensor, generator: torch.Generator | None = None) -> tuple[Tensor, Tensor, Tensor]:
+    """``(1 - w, 1 + w, v)`` for rows of ``mu`` (n, p) and ``kappa`` (n,); float64 marginal."""
+    if _use_triton(mu):
+        from . import _triton_sampler
+
+        return _triton_sampler.components(mu, kappa, generator)
+    n, p = mu.shape
+    if p <= 3:
+        omw, opw = sample_marginal(kappa.to(torch.float64), p, generator)
+        return omw, opw, tangent_directions(mu, generator)
+    v = torch.empty_like(mu)
+    wait = _start_normal_fill(v, generator)
+    omw, opw = sample_marginal(kappa.to(torch.float64), p, generator)
+    wait()
+    _finish_tangent(v, mu, torch.ones(n, dtype=mu.dtype, device=mu.device))
+    return omw, opw, v
+
+
+def sample(mu: Tensor, kappa: Tensor, generator: torch.Generator | None = None) -> Tensor:
+    """``z`` for rows of ``mu`` (n, p) and ``kappa`` (n,), without gradients."""
+    if _use_triton(mu):
+        from . import _triton_sampler
+
+        return _triton_sampler.sample(mu, kappa, generator)
+    p = mu.shape[-1]
+    if p == 2:
+        w, s = _w_and_s(*sample_marginal(kappa.to(mu.dtype), p, generator), mu.dtype)
+        return _tangent_2d(mu, generator).mul_(s.unsqueeze(-1)).addcmul_(mu, w.unsqueeze(-1))
+    if p == 3:
+        w, s = _w_and_s(*sample_marginal(kappa.to(mu.dtype), p, generator), mu.dtype)
+        return _assemble_3d(mu, w, s, generator)
+    z = torch.empty_like(mu)
+    wait = _start_normal_fill(z, generator)  # runs while the marginal is drawn
+    w, s = _w_and_s(*sample_marginal(kappa.to(mu.dtype), p, generator), mu.dtype)
+    wait()
+    _finish_tangent(z, mu, s)
+    return z.addcmul_(mu, w.unsqueeze(-1))

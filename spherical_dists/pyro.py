@@ -1,0 +1,42 @@
+"""The package's distributions for Pyro (optional: ``pip install spherical-dists[pyro]``).
+
+Each class is the ``torch.distributions`` one mixed with Pyro's ``TorchDistributionMixin``, so that
+it works inside ``pyro.sample`` and ``pyro.plate`` (``.to_event``, ``.expand``, shape checks) and
+in SVI guides. KL divergences registered for the base classes apply to these too.
+
+Example (run only where Pyro is installed)::
+
+    import pyro
+    import torch
+    from spherical_dists.pyro import HypersphericalUniform, VonMisesFisher
+
+    def model():
+        with pyro.plate("data", 10):
+            return pyro.sample("z", HypersphericalUniform(3, batch_shape=(10,)))
+"""
+
+from __future__ import annotations
+
+try:
+    from pyro.distributions.torch_distribution import TorchDistributionMixin
+except ImportError as error:  # pragma: no cover - exercised only without pyro
+    raise ImportError(
+        "spherical_dists.pyro needs Pyro: install it with `pip install spherical-dists[pyro]` "
+        "(or `pip install pyro-ppl`)"
+    ) from error
+
+from . import hyperspherical_uniform, power_spherical, von_mises_fisher
+
+__all__ = ["VonMisesFisher", "HypersphericalUniform", "PowerSpherical"]
+
+
+class VonMisesFisher(von_mises_fisher.VonMisesFisher, TorchDistributionMixin):
+    """:class:`spherical_dists.VonMisesFisher` for Pyro."""
+
+
+class HypersphericalUniform(hyperspherical_uniform.HypersphericalUniform, TorchDistributionMixin):
+    """:class:`spherical_dists.HypersphericalUniform` for Pyro."""
+
+
+class PowerSpherical(power_spherical.PowerSpherical, TorchDistributionMixin):
+    """:class:`spherical_dists.PowerSpherical` for Pyro."""

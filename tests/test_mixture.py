@@ -1,0 +1,178 @@
+"""Mixtures of von Mises-Fisher distributions: torch's MixtureSameFamily with VonMisesFisher
+components, and the EM fit (recovery of known parameters within standard errors, monotone
+log-likelihood, batches, devices)."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from torch.distributions import Categorical, MixtureSameFamily
+
+from spherical_dists import VonMisesFisher
+from spherical_dists.fit import fit_von_mises_fisher
+from spherical_dists.mixture import fit_vmf_mixture
+from spherical_dists.special import _vmf_terms
+
+from .conftest import requires_cuda
+
+F64 = torch.float64
+Z_BOUND = 5.0
+
+
+def _unit(*shape: int, seed: int) -> torch.Tensor:
+    return torch.nn.functional.normalize(
+        torch.randn(*shape, dtype=F64, generator=torch.Generator().manual_seed(seed)), dim=-1
+    )
+
+
+def _mixture(weights: torch.Tensor, locs: torch.Tensor, kappas: torch.Tensor) -> MixtureSameFamily:
+    return MixtureSameFamily(Categorical(probs=weights), VonMisesFisher(locs, kappas))
+
+
+def test_mixture_same_family_works_out_of_the_box() -> None:
+    weights = torch.tensor([0.2, 0.3, 0.5], dtype=F64)
+    locs, kappas = _unit(3, 4, seed=0), torch.tensor([1.0, 10.0, 100.0], dtype=F64)
+    mix = _mixture(weights, locs, kappas)
+    assert mix.batch_shape == () and mix.event_shape == (4,)
+    z = mix.sample((1000,))
+    assert z.shape == (1000, 4) and torch.allclose(z.norm(dim=-1), torch.ones(1000, dtype=F64))
+    manual = torch.logsumexp(weights.log() + VonMisesFisher(locs, kappas).log_prob(z.unsqueeze(-2)), dim=-1)
+    torch.testing.assert_close(mix.log_prob(z), manual, rtol=1e-14, atol=1e-14)
+    a = _vmf_terms(4, kappas).mean_length
+    torch.testing.assert_close(mix.mean, (weights * a) @ locs)
+    # Batched: two mixtures of three components each.
+    batched = _mixture(weights.expand(2, 3), _unit(2, 3, 4, seed=1), kappas.expand(2, 3))
+    assert batched.batch_shape == (2,) and batched.sample((5,)).shape == (5, 2, 4)
+    assert batched.log_prob(z[:7].unsqueeze(-2)).shape == (7, 2)
+
+
+def test_mixture_samples_follow_the_weights() -> None:
+    """Well-separated components: the share of samples nearest each loc is its weight (5 SE)."""
+    weights = torch.tensor([0.1, 0.6, 0.3], dtype=F64)
+    locs = torch.eye(3, dtype=F64)
+    n = 20_000
+    z = _mixture(weights, locs, torch.full((3,), 200.0, dtype=F64)).sample((n,))
+    share = torch.bincount((z @ locs.T).argmax(-1), minlength=3) / n
+    assert ((share - weights).abs() <= Z_BOUND * (weights * (1 - weights) / n).sqrt()).all()
+
+
+def _synthetic(n: int, seed: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    weights = torch.tensor([0.2, 0.3, 0.5], dtype=F64)
+    locs = torch.eye(5, dtype=F64)[:3]
+    kappas = torch.tensor([20.0, 50.0, 100.0], dtype=F64)
+    gen = torch.Generator().manual_seed(seed)
+    component = torch.multinomial(weights, n, replacement=True, generator=gen)
+    x = VonMisesFisher(locs[component], kappas[component]).sample(generator=gen)
+    return x, weights, locs, kappas
+
+
+def test_em_recovers_known_parameters() -> None:
+    """Tolerances from the sample size: var(pi_k) = pi_k (1 - pi_k) / n, var(kappa_k) ~ 1 / (n_k A'(kappa_k))
+    and E[angle_k^2] ~ (p - 1) / (n_k kappa_k A(kappa_k)) (the components overlap negligibly)."""
+    n, p = 30_000, 5
+    x, weights, locs, kappas = _synthetic(n, seed=0)
+    fit = fit_vmf_mixture(x, 3, generator=torch.Generator().manual_seed(1))
+    assert fit.converged
+    order = (fit.locs @ locs.T).argmax(0)  # fitted component nearest each true loc
+    assert sorted(order.tolist()) == [0, 1, 2]
+    w_hat, loc_hat, kappa_hat = fit.weights[order], fit.locs[order], fit.concentrations[order]
+    assert ((w_hat - weights).abs() <= Z_BOUND * (weights * (1 - weights) / n).sqrt()).all(), w_hat
+    counts = weights * n
+    terms = _vmf_terms(p, kappas)
+    a, b, b2 = terms.mean_length, terms.one_minus_mean_length, _vmf_terms(p + 2, kappas).one_minus_mean_length
+    a_prime = a / kappas * (1 + kappas * (b - b2))
+    assert ((kappa_hat - kappas).abs() <= Z_BOUND / (counts * a_prime).sqrt()).all(), kappa_hat
+    angle_sq = (loc_hat - locs).pow(2).sum(-1)
+    assert (angle_sq <= Z_BOUND**2 * (p - 1) / (counts * kappas * a)).all(), angle_sq
+    assert fit.responsibilities.shape == (n, 3)
+    torch.testing.assert_close(fit.responsibilities.sum(-1), torch.ones(n, dtype=F64))
+
+
+def test_log_likelihood_never_decreases_and_matches_the_mixture() -> None:
+    """Overlapping components (a hard problem, many iterations): the EM history is monotone, and its
+    last value is the mean log-density of the fitted MixtureSameFamily."""
+    gen = torch.Generator().manual_seed(3)
+    locs = torch.tensor([[1.0, 0.2, 0.0], [1.0, -0.2, 0.1], [0.0, 1.0, 1.0]], dtype=F64)
+    locs = torch.nn.functional.normalize(locs, dim=-1)
+    mix = _mixture(torch.tensor([0.4, 0.4, 0.2], dtype=F64), locs, torch.tensor([30.0, 30.0, 3.0], dtype=F64))
+    x = mix.sample((3000,))
+    fit = fit_vmf_mixture(x, 4, max_iter=40, tol=0.0, generator=gen)
+    history = fit.log_likelihood
+    assert history.shape == (41,) and fit.n_iter == 40 and not fit.converged
+    assert (history.diff() >= -1e-12 * history[1:].abs()).all(), history.diff().min()
+    torch.testing.assert_close(fit.distribution().log_prob(x).mean(), history[-1], rtol=1e-12, atol=0)
+
+
+def test_batched_fit_equals_one_by_one() -> None:
+    x = torch.stack([_synthetic(2000, seed=s)[0] for s in (4, 5)])
+    init = (torch.full((3,), 1 / 3, dtype=F64), torch.eye(5, dtype=F64)[:3] + 0.1, torch.ones(3, dtype=F64))
+    init = (init[0], torch.nn.functional.normalize(init[1], dim=-1), init[2])
+    batched = fit_vmf_mixture(x, 3, init=init, max_iter=30, tol=1e-12)
+    assert batched.weights.shape == (2, 3) and batched.locs.shape == (2, 3, 5)
+    assert batched.log_likelihood.shape == (batched.n_iter + 1, 2) and batched.responsibilities.shape == (2, 2000, 3)
+    for i in range(2):
+        single = fit_vmf_mixture(x[i], 3, init=init, max_iter=30, tol=1e-12)
+        steps = single.n_iter + 1  # the batch runs until both converge; the rest changes nothing
+        torch.testing.assert_close(batched.log_likelihood[:steps, i], single.log_likelihood, rtol=1e-12, atol=1e-13)
+        torch.testing.assert_close(batched.locs[i], single.locs, rtol=0, atol=1e-8)
+        torch.testing.assert_close(batched.concentrations[i], single.concentrations, rtol=1e-7, atol=0)
+
+
+def test_one_component_is_the_plain_fit() -> None:
+    x = _synthetic(1000, seed=6)[0]
+    fit = fit_vmf_mixture(x, 1)
+    loc, kappa = fit_von_mises_fisher(x)
+    torch.testing.assert_close(fit.locs[0], loc)
+    torch.testing.assert_close(fit.concentrations[0], kappa, rtol=1e-10, atol=0)
+    assert fit.weights.item() == pytest.approx(1.0, abs=1e-12)
+
+
+def test_float32_and_degenerate_clusters() -> None:
+    """float32 in, float32 out; a cluster of identical points gets a finite, capped concentration."""
+    x = torch.cat([_synthetic(500, seed=7)[0], torch.eye(5, dtype=F64)[4].expand(50, 5)]).float()
+    fit = fit_vmf_mixture(x, 4, max_iter=50, generator=torch.Generator().manual_seed(1))
+    assert fit.locs.dtype == torch.float32 and fit.weights.dtype == torch.float32
+    assert torch.isfinite(fit.concentrations).all() and torch.isfinite(fit.log_likelihood).all()
+    point_mass = fit.concentrations.argmax()
+    assert fit.concentrations[point_mass].item() >= 1e5 and fit.weights[point_mass].item() == pytest.approx(50 / 550)
+
+
+def test_seeded_runs_are_reproducible() -> None:
+    x = _synthetic(2000, seed=8)[0]
+    a = fit_vmf_mixture(x, 3, generator=torch.Generator().manual_seed(5))
+    b = fit_vmf_mixture(x, 3, generator=torch.Generator().manual_seed(5))
+    assert torch.equal(a.locs, b.locs) and torch.equal(a.log_likelihood, b.log_likelihood)
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        ({"n_components": 0}, "n_components"),
+        ({"n_components": 11}, "n_components"),
+        ({"n_components": 2, "init": "random"}, "init"),
+    ],
+)
+def test_invalid_arguments(kwargs: dict, match: str) -> None:
+    with pytest.raises(ValueError, match=match):
+        fit_vmf_mixture(_unit(10, 3, seed=0), **kwargs)
+    with pytest.raises(ValueError, match="unit vectors"):
+        fit_vmf_mixture(2 * _unit(10, 3, seed=0), 2)
+
+
+@requires_cuda
+def test_em_on_cuda_matches_cpu() -> None:
+    x, _, locs, _ = _synthetic(5000, seed=9)
+    init = (
+        torch.full((3,), 1 / 3, dtype=F64),
+        torch.nn.functional.normalize(locs + 0.2, dim=-1),
+        torch.ones(3, dtype=F64),
+    )
+    cpu = fit_vmf_mixture(x, 3, init=init, max_iter=20, tol=0.0)
+    cuda = fit_vmf_mixture(x.cuda(), 3, init=tuple(t.cuda() for t in init), max_iter=20, tol=0.0)  # type: ignore[arg-type]
+    assert cuda.locs.device.type == "cuda"
+    torch.testing.assert_close(cuda.locs.cpu(), cpu.locs, rtol=1e-10, atol=1e-12)
+    torch.testing.assert_close(cuda.concentrations.cpu(), cpu.concentrations, rtol=1e-9, atol=0)
+    seeded = fit_vmf_mixture(x.cuda().float(), 3, generator=torch.Generator(device="cuda").manual_seed(0))
+    assert torch.isfinite(seeded.log_likelihood).all() and math.isfinite(seeded.weights.sum().item())
