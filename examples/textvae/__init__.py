@@ -1,0 +1,14 @@
+"""A small shared library for the text-VAE examples (document model, sentence model).
+
+Modules, generic over the model unless said otherwise:
+
+* :mod:`textvae.data`: text-file reading with located errors, held-out splits, deterministic batching.
+* :mod:`textvae.bow`: bag-of-words corpora in the NVDM format (20 Newsgroups, RCV1). Document model only.
+* :mod:`textvae.latents`: Gaussian and von Mises-Fisher latent variables (posterior, prior, KL).
+* :mod:`textvae.vae`: the contract a model fulfils so that training and evaluation can use it.
+* :mod:`textvae.nvdm_model`: the neural variational document model (encoder MLP, softmax decoder).
+* :mod:`textvae.training`: the training loop (checkpoint / resume, early stopping, lr decay, NaN stop).
+* :mod:`textvae.evaluation`: perplexities from the ELBO, importance-weighted bound, active units.
+* :mod:`textvae.config`: dataclass configurations, presets and their command-line flags.
+* :mod:`textvae.results`: run metadata, result tables (Markdown + JSON) and plots.
+"""

@@ -1,0 +1,259 @@
+"""Bag-of-words corpora in the NVDM format of Miao et al. (2016): 20 Newsgroups, RCV1-v2.
+
+A corpus directory holds ``train.feat``, ``test.feat`` and ``vocab.new`` (each optionally gzipped):
+
+* ``*.feat``: one document per line, ``LABEL id:count id:count ...``. ``LABEL`` is the class (not used by
+  the document model, kept for analysis); ids are 1-based indices into ``vocab.new``; counts are positive
+  integers; an id appears at most once per line.
+* ``vocab.new``: one word per line, optionally followed by its corpus count (``who 6494``).
+
+Documents are stored sparsely (CSR: ``row_ptr``, ``word_ids``, ``counts``) so that a large corpus such as
+RCV1 (about 800k documents over a 10k vocabulary) fits in memory, and densified one batch at a time: the
+model consumes a ``(batch, vocab)`` float matrix of counts.
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import Tensor
+
+from .data import DataFormatError, find_data_file, holdout_split, open_text
+
+__all__ = [
+    "BowCorpus",
+    "BowDataset",
+    "BowDataConfig",
+    "BowSplits",
+    "read_vocab",
+    "read_feat",
+    "load_bow_dataset",
+    "load_splits",
+    "EMBEDDED_20NG",
+]
+
+#: The 20 Newsgroups files shipped with the examples (Miao's preprocessing, 2,000 words).
+EMBEDDED_20NG = Path(__file__).resolve().parent.parent / "data" / "20ng"
+
+
+@dataclass(frozen=True)
+class BowCorpus:
+    """Documents as sparse count vectors over a fixed vocabulary (CSR layout).
+
+    Attributes
+    ----------
+    row_ptr : Tensor
+        ``int64`` of shape ``(D + 1,)``: the entries of document ``d`` are ``row_ptr[d]:row_ptr[d+1]``.
+    word_ids : Tensor
+        ``int64`` of shape ``(nnz,)``, 0-based word ids.
+    counts : Tensor
+        ``float32`` of shape ``(nnz,)``, positive counts.
+    labels : tuple of str
+        The first field of each line.
+    vocab_size : int
+        Number of words ``V``; every id is below it.
+    """
+
+    row_ptr: Tensor
+    word_ids: Tensor
+    counts: Tensor
+    labels: tuple[str, ...]
+    vocab_size: int
+
+    def __len__(self) -> int:
+        return self.row_ptr.numel() - 1
+
+    @property
+    def doc_lengths(self) -> Tensor:
+        """Tokens per document, ``N_d = sum_w count_{d,w}``, as a float64 tensor of shape ``(D,)``."""
+        doc_of_entry = torch.repeat_interleave(torch.arange(len(self)), self.row_ptr.diff())
+        return torch.zeros(len(self), dtype=torch.float64).index_add_(0, doc_of_entry, self.counts.double())
+
+    def word_totals(self) -> Tensor:
+        """Total count of each word over the corpus, float64 of shape ``(V,)``."""
+        return torch.zeros(self.vocab_size, dtype=torch.float64).index_add_(0, self.word_ids, self.counts.double())
+
+    def collate(self, indices: Tensor) -> Tensor:
+        """The dense ``(len(indices), V)`` float32 count matrix of the given documents, in that order."""
+        indices = torch.as_tensor(indices, dtype=torch.int64)
+        starts = self.row_ptr[indices]
+        lengths = self.row_ptr[indices + 1] - starts
+        row = torch.repeat_interleave(torch.arange(indices.numel()), lengths)
+        # Position of each gathered entry inside its own document, then in the flat entry arrays.
+        first_of_row = torch.repeat_interleave(lengths.cumsum(0) - lengths, lengths)
+        entry = starts[row] + torch.arange(row.numel()) - first_of_row
+        dense = torch.zeros(indices.numel(), self.vocab_size)
+        dense[row, self.word_ids[entry]] = self.counts[entry]
+        return dense
+
+    def subset(self, indices: Tensor) -> BowCorpus:
+        """A new corpus made of the given documents, in that order."""
+        indices = torch.as_tensor(indices, dtype=torch.int64)
+        starts = self.row_ptr[indices]
+        lengths = self.row_ptr[indices + 1] - starts
+        row_ptr = torch.cat([torch.zeros(1, dtype=torch.int64), lengths.cumsum(0)])
+        first_of_row = torch.repeat_interleave(row_ptr[:-1], lengths)
+        entry = torch.repeat_interleave(starts, lengths) + torch.arange(int(row_ptr[-1])) - first_of_row
+        labels = tuple(self.labels[i] for i in indices.tolist())
+        return BowCorpus(row_ptr, self.word_ids[entry], self.counts[entry], labels, self.vocab_size)
+
+
+@dataclass(frozen=True)
+class BowDataset:
+    """The train and test corpora of one data set and its vocabulary."""
+
+    name: str
+    train: BowCorpus
+    test: BowCorpus
+    vocab: tuple[str, ...]
+
+
+def read_vocab(path: str | Path) -> tuple[str, ...]:
+    """Read a ``vocab.new`` file: one word per line, optionally followed by whitespace and a count.
+
+    Raises
+    ------
+    DataFormatError
+        A blank line, or a count that is not an integer.
+    """
+    words = []
+    with open_text(path) as handle:
+        for line_number, line in enumerate(handle, start=1):
+            fields = line.split()
+            if not fields:
+                raise DataFormatError(path, line_number, "blank line in a vocabulary file")
+            if len(fields) > 2 or (len(fields) == 2 and not fields[1].isdigit()):
+                raise DataFormatError(path, line_number, f"expected 'word [count]', got {line.rstrip()!r}")
+            words.append(fields[0])
+    if not words:
+        raise DataFormatError(path, None, "empty vocabulary file")
+    return tuple(words)
+
+
+def _parse_feat_line(fields: list[str], vocab_size: int) -> tuple[list[int], list[int]]:
+    """0-based ids and counts of the ``id:count`` fields of one line; raises ValueError with the reason."""
+    ids, counts = [], []
+    for field in fields:
+        word, sep, count = field.partition(":")
+        if not sep or not word.isdigit() or not count.isdigit():
+            raise ValueError(f"expected 'id:count' with non-negative integers, got {field!r}")
+        word_id, n = int(word), int(count)
+        if not 1 <= word_id <= vocab_size:
+            raise ValueError(f"word id {word_id} outside the vocabulary 1..{vocab_size}")
+        if n == 0:
+            raise ValueError(f"zero count for word id {word_id}")
+        ids.append(word_id - 1)
+        counts.append(n)
+    if len(set(ids)) != len(ids):
+        duplicate = next(i for i in ids if ids.count(i) > 1)
+        raise ValueError(f"word id {duplicate + 1} appears more than once")
+    return ids, counts
+
+
+def read_feat(path: str | Path, vocab_size: int) -> BowCorpus:
+    """Read a ``*.feat`` file (``LABEL id:count ...`` per line) into a :class:`BowCorpus`.
+
+    Documents without any word (a line holding only the label) are skipped with a warning, as in the
+    reference implementations: a document of length 0 has no perplexity.
+
+    Raises
+    ------
+    DataFormatError
+        A malformed line; the message gives the file, the line number and what is wrong.
+    """
+    row_ptr, word_ids, counts, labels = [0], [], [], []
+    empty = 0
+    with open_text(path) as handle:
+        for line_number, line in enumerate(handle, start=1):
+            fields = line.split()
+            if not fields:
+                raise DataFormatError(path, line_number, "blank line (expected 'LABEL id:count ...')")
+            if ":" in fields[0]:
+                raise DataFormatError(path, line_number, f"missing label: the line starts with {fields[0]!r}")
+            try:
+                ids, cnts = _parse_feat_line(fields[1:], vocab_size)
+            except ValueError as error:
+                raise DataFormatError(path, line_number, str(error)) from None
+            if not ids:
+                empty += 1
+                continue
+            word_ids.extend(ids)
+            counts.extend(cnts)
+            row_ptr.append(len(word_ids))
+            labels.append(fields[0])
+    if empty:
+        warnings.warn(f"{path}: skipped {empty} empty document(s)", stacklevel=2)
+    if not labels:
+        raise DataFormatError(path, None, "no documents")
+    return BowCorpus(
+        row_ptr=torch.tensor(row_ptr, dtype=torch.int64),
+        word_ids=torch.tensor(word_ids, dtype=torch.int64),
+        counts=torch.tensor(counts, dtype=torch.float32),
+        labels=tuple(labels),
+        vocab_size=vocab_size,
+    )
+
+
+def load_bow_dataset(directory: str | Path | None = None, name: str | None = None) -> BowDataset:
+    """Load ``train.feat``, ``test.feat`` and ``vocab.new`` (each optionally ``.gz``) from ``directory``.
+
+    Parameters
+    ----------
+    directory
+        The corpus directory; ``None`` loads the embedded 20 Newsgroups copy (:data:`EMBEDDED_20NG`).
+    name
+        A label for logs and tables; defaults to the directory name.
+    """
+    directory = Path(directory) if directory is not None else EMBEDDED_20NG
+    vocab = read_vocab(find_data_file(directory, "vocab.new"))
+    train = read_feat(find_data_file(directory, "train.feat"), len(vocab))
+    test = read_feat(find_data_file(directory, "test.feat"), len(vocab))
+    return BowDataset(name or directory.name, train, test, vocab)
+
+
+@dataclass(frozen=True)
+class BowDataConfig:
+    """Which corpus, and how the validation set is held out.
+
+    Attributes
+    ----------
+    data_dir : str
+        Directory with train.feat, test.feat and vocab.new (each optionally .gz), e.g. an RCV1-v2 copy in
+        Miao's format; empty for the embedded 20 Newsgroups.
+    valid_docs : int
+        Training documents held out for validation (early stopping, lr decay, model selection).
+    split_seed : int
+        Seed of the held-out split; independent of the training seed so every run sees the same split.
+    limit_docs : int
+        Use only the first N documents of train and of test (0: all). For smoke tests.
+    """
+
+    data_dir: str = ""
+    valid_docs: int = 1000
+    split_seed: int = 0
+    limit_docs: int = 0
+
+
+@dataclass(frozen=True)
+class BowSplits:
+    """Training, validation (held out from the training file) and test corpora, and the vocabulary."""
+
+    name: str
+    train: BowCorpus
+    valid: BowCorpus
+    test: BowCorpus
+    vocab: tuple[str, ...]
+
+
+def load_splits(config: BowDataConfig) -> BowSplits:
+    """Load the corpus of ``config`` and hold out its validation documents from the training file."""
+    dataset = load_bow_dataset(config.data_dir or None, None if config.data_dir else "20ng")
+    train, test = dataset.train, dataset.test
+    if config.limit_docs:
+        train = train.subset(torch.arange(min(config.limit_docs, len(train))))
+        test = test.subset(torch.arange(min(config.limit_docs, len(test))))
+    kept, held_out = holdout_split(len(train), config.valid_docs, config.split_seed)
+    return BowSplits(dataset.name, train.subset(kept), train.subset(held_out), test, dataset.vocab)

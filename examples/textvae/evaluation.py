@@ -1,0 +1,209 @@
+r"""Evaluation of a :class:`~textvae.vae.TextVAE` on a data set: perplexities, IW bound, KL, active units.
+
+Notation: example :math:`d` has :math:`N_d` tokens; :math:`\ell_d` is an upper bound on (or an estimate of)
+its negative log-likelihood :math:`-\log p(x_d)` in nats.
+
+* ELBO bound: :math:`\ell_d = \mathrm{recon}_d + \mathrm{KL}_d`, with the reconstruction averaged over ``S``
+  samples of ``z`` (this only reduces the variance of the estimate; the bound is the same).
+* Importance-weighted bound (Burda et al. 2016) with ``K`` samples :math:`z_k \sim q(z|x_d)`:
+  :math:`\ell_d = -\log \frac1K \sum_k p(x_d \mid z_k) p(z_k) / q(z_k \mid x_d)`, computed with logsumexp.
+  It is tighter than the ELBO and tends to :math:`-\log p(x_d)` as ``K`` grows.
+
+From either, two perplexities (both appear in the literature; see the examples README):
+
+* corpus-level: :math:`\exp(\sum_d \ell_d / \sum_d N_d)`, the per-token perplexity of the whole test set;
+* per-document average: :math:`\exp(\frac1D \sum_d \ell_d / N_d)`, which weighs short documents as much as
+  long ones and is larger, since short documents are harder per token.
+
+Active units (Burda et al. 2016): dimension ``i`` is active when :math:`\mathrm{Var}_x(E_{q(z|x)}[z_i])`
+exceeds a threshold. The usual 0.01 is relative to the unit variance of a standard normal prior; here the
+threshold is ``0.01 * prior_variance`` so that it means the same for the uniform prior on the sphere,
+whose coordinates have variance ``1/p``. The count at the absolute threshold 0.01 is reported too.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from .data import move_to_device
+from .vae import TextVAE
+
+__all__ = ["EvalConfig", "perplexity", "perplexities", "elbo_terms", "iw_nll", "active_units", "evaluate"]
+
+
+@dataclass(frozen=True)
+class EvalConfig:
+    """How the final (test) evaluation is done.
+
+    Attributes
+    ----------
+    eval_samples : int
+        Samples of ``z`` per example for the ELBO's reconstruction term.
+    iw_samples : int
+        Samples ``K`` of the importance-weighted bound; 0 skips it.
+    iw_chunk : int
+        Samples evaluated at once (memory ``iw_chunk * batch * vocab`` floats for the document model).
+    au_threshold : float
+        Active-units threshold, relative to the prior variance of a coordinate.
+    """
+
+    eval_samples: int = 20
+    iw_samples: int = 100
+    iw_chunk: int = 50
+    au_threshold: float = 0.01
+
+
+def perplexity(nats_per_token: float) -> float:
+    """``exp(nats_per_token)``, or ``inf`` where that overflows (a diverging model must not crash the logs)."""
+    return math.exp(nats_per_token) if nats_per_token < 700 else math.inf
+
+
+def perplexities(nll: Tensor, n_tokens: Tensor) -> dict[str, float]:
+    """Corpus-level and per-document-average perplexity from per-example NLLs (nats) and token counts.
+
+    >>> perplexities(torch.tensor([2.0, 6.0]), torch.tensor([1.0, 4.0]))  # exp(8 / 5), exp((2 + 1.5) / 2)
+    {'corpus': 4.953..., 'per_doc': 5.754...}
+    """
+    nll, n_tokens = nll.double(), n_tokens.double()
+    if (n_tokens <= 0).any():
+        raise ValueError("every example needs at least one token to have a perplexity")
+    return {
+        "corpus": perplexity(float(nll.sum() / n_tokens.sum())),
+        "per_doc": perplexity(float((nll / n_tokens).mean())),
+    }
+
+
+def _device_of(model: torch.nn.Module) -> torch.device:
+    return next(model.parameters()).device
+
+
+@torch.no_grad()
+def elbo_terms(model: TextVAE, batches: Iterable[Any], n_samples: int = 1) -> dict[str, Tensor]:
+    """Per-example ``recon``, ``kl`` and ``n_tokens`` (float64 tensors of shape ``(D,)``) over all batches.
+
+    The model is put in eval mode for the pass and returned to its previous mode.
+    """
+    was_training = model.training
+    model.eval()
+    device = _device_of(model)
+    parts: dict[str, list[Tensor]] = {"recon": [], "kl": [], "n_tokens": []}
+    try:
+        for batch in batches:
+            terms = model(move_to_device(batch, device), n_samples=n_samples)
+            for name, value in terms._asdict().items():
+                parts[name].append(value.double().cpu())
+    finally:
+        model.train(was_training)
+    return {name: torch.cat(values) for name, values in parts.items()}
+
+
+@torch.no_grad()
+def iw_nll(model: TextVAE, batches: Iterable[Any], n_samples: int, chunk: int = 50) -> Tensor:
+    r"""Importance-weighted NLL bound per example, float64 of shape ``(D,)``.
+
+    :math:`-\log \frac1K \sum_k w_k` with the ``K = n_samples`` log-weights drawn ``chunk`` at a time and
+    combined as ``logsumexp(all) - log K``, which is exact (no running-average rounding).
+    """
+    if n_samples < 1:
+        raise ValueError("n_samples must be positive")
+    was_training = model.training
+    model.eval()
+    device = _device_of(model)
+    out = []
+    try:
+        for batch in batches:
+            batch = move_to_device(batch, device)
+            log_w = torch.cat(
+                [
+                    model.log_importance_weights(batch, min(chunk, n_samples - start)).double()
+                    for start in range(0, n_samples, chunk)
+                ]
+            )
+            out.append((math.log(n_samples) - torch.logsumexp(log_w, dim=0)).cpu())
+    finally:
+        model.train(was_training)
+    return torch.cat(out)
+
+
+@torch.no_grad()
+def active_units(model: TextVAE, batches: Iterable[Any], threshold: float = 0.01) -> dict[str, Any]:
+    r"""Active units: dimensions whose posterior mean varies across the data.
+
+    Returns
+    -------
+    dict
+        ``active``: number of dimensions with :math:`\mathrm{Var}_x(E_q[z_i]) > threshold \cdot
+        \sigma^2_{prior}`; ``active_abs``: the number above ``threshold`` itself; ``variance``: the
+        per-dimension variances (list of floats); ``stats``: the latent's :meth:`~textvae.latents.Latent.stats`
+        averaged over the examples (such as the mean concentration of a vMF posterior).
+    """
+    was_training = model.training
+    model.eval()
+    device = _device_of(model)
+    means, stats = [], []
+    try:
+        for batch in batches:
+            q = model.posterior(move_to_device(batch, device))
+            means.append(model.latent.mean(q).double().cpu())
+            stats.append((means[-1].shape[0], model.latent.stats(q)))
+    finally:
+        model.train(was_training)
+    variance = torch.cat(means).var(dim=0, unbiased=False)
+    total = sum(n for n, _ in stats)
+    return {
+        "active": int((variance > threshold * model.latent.prior_variance).sum()),
+        "active_abs": int((variance > threshold).sum()),
+        "variance": variance.tolist(),
+        "stats": {key: sum(n * s[key] for n, s in stats) / total for key in stats[0][1]},
+    }
+
+
+def evaluate(
+    model: TextVAE,
+    batches: Callable[[], Iterable[Any]],
+    config: EvalConfig,
+    log: Callable[[str], None] = print,
+) -> dict[str, Any]:
+    """The full evaluation: ELBO perplexities, IW perplexities, mean KL and reconstruction, active units.
+
+    Parameters
+    ----------
+    batches
+        A callable returning a fresh iterable of batches (the data are traversed several times).
+    log
+        Where progress lines go.
+
+    Returns
+    -------
+    dict
+        ``ppl_corpus``, ``ppl_per_doc`` (ELBO), ``iw_ppl_corpus``, ``iw_ppl_per_doc`` (when
+        ``iw_samples > 0``), ``nll`` and ``iw_nll`` (mean per example), ``recon``, ``kl`` (mean per
+        example), ``active_units``, ``active_units_abs``, ``n_examples``, ``n_tokens``, and the latent's
+        statistics (``kappa``, the mean concentration, for a vMF latent).
+    """
+    terms = elbo_terms(model, batches(), config.eval_samples)
+    bound = terms["recon"] + terms["kl"]
+    ppl = perplexities(bound, terms["n_tokens"])
+    result: dict[str, Any] = {
+        "ppl_corpus": ppl["corpus"],
+        "ppl_per_doc": ppl["per_doc"],
+        "nll": float(bound.mean()),
+        "recon": float(terms["recon"].mean()),
+        "kl": float(terms["kl"].mean()),
+        "n_examples": int(bound.numel()),
+        "n_tokens": int(terms["n_tokens"].sum()),
+    }
+    if config.iw_samples > 0:
+        log(f"importance-weighted bound with K={config.iw_samples} samples...")
+        iw = iw_nll(model, batches(), config.iw_samples, config.iw_chunk)
+        iw_ppl = perplexities(iw, terms["n_tokens"])
+        result.update(iw_ppl_corpus=iw_ppl["corpus"], iw_ppl_per_doc=iw_ppl["per_doc"], iw_nll=float(iw.mean()))
+    units = active_units(model, batches(), config.au_threshold)
+    result.update(active_units=units["active"], active_units_abs=units["active_abs"], **units["stats"])
+    return result

@@ -1,0 +1,168 @@
+r"""Latent variables of a text VAE: the posterior head, the prior and the KL between them.
+
+Each latent maps an encoder feature vector ``h`` (shape ``(B, in_features)``) to a posterior
+``q(z | x)`` over ``z`` in ``R^dim`` and supplies the matching prior and KL, so that a model changes
+latent by changing one constructor argument (see :func:`make_latent`).
+
+* ``gaussian``: :math:`q = N(\mu(h), \mathrm{diag}\,\sigma(h)^2)`, prior :math:`N(0, I)` (Miao et al. 2016).
+* ``vmf``: :math:`q = \mathrm{vMF}(\mu(h), \kappa)` on the unit sphere :math:`S^{dim-1}` with a fixed
+  concentration, prior uniform on the sphere (Xu & Durrett 2018). The KL is then a constant in the data,
+  :math:`\kappa A_p(\kappa) + \log C_p(\kappa) + \log|S^{p-1}|`, so the posterior cannot collapse.
+* ``vmf`` with ``learn_kappa``: :math:`\kappa(h) = \mathrm{softplus}(w^\top h + b)` per example, started at
+  the configured value. The KL then depends on the data again and collapse becomes possible.
+
+The von Mises-Fisher distribution, its sampler and its KL come from :mod:`spherical_dists`.
+"""
+
+from __future__ import annotations
+
+import math
+from abc import ABC, abstractmethod
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torch.distributions import Distribution, Independent, Normal, kl_divergence
+
+from spherical_dists import HypersphericalUniform, VonMisesFisher
+from spherical_dists.special import vmf_mean_resultant_length
+
+__all__ = ["Latent", "GaussianLatent", "VMFLatent", "make_latent", "LATENT_KINDS"]
+
+LATENT_KINDS = ("gaussian", "vmf")
+
+
+class Latent(nn.Module, ABC):
+    """A posterior head with its prior. Subclasses set :attr:`prior_variance` and the abstract methods.
+
+    Attributes
+    ----------
+    dim : int
+        Dimension of ``z`` (the ambient dimension ``p`` for a spherical latent).
+    prior_variance : float
+        Variance of one coordinate of ``z`` under the prior; it sets the scale of the active-units
+        threshold (see :func:`textvae.evaluation.active_units`).
+    """
+
+    dim: int
+    prior_variance: float
+
+    def __init__(self, in_features: int, dim: int) -> None:
+        super().__init__()
+        if dim < 2:
+            raise ValueError(f"latent dimension must be at least 2, got {dim}")
+        self.in_features = in_features
+        self.dim = dim
+
+    @abstractmethod
+    def forward(self, h: Tensor) -> Distribution:
+        """The posterior ``q(z | x)`` given encoder features ``h`` of shape ``(B, in_features)``;
+        its batch shape is ``(B,)`` and its event shape ``(dim,)``."""
+
+    @abstractmethod
+    def prior(self, dtype: torch.dtype, device: torch.device) -> Distribution:
+        """The prior ``p(z)`` with event shape ``(dim,)``."""
+
+    @abstractmethod
+    def mean(self, q: Distribution) -> Tensor:
+        """``E_q[z]``, shape ``(B, dim)``."""
+
+    @abstractmethod
+    def kl(self, q: Distribution) -> Tensor:
+        """``KL(q(z|x) || p(z))`` per example, shape ``(B,)``, exact (no sampling)."""
+
+    def stats(self, q: Distribution) -> dict[str, float]:
+        """Scalars worth logging about a batch of posteriors (e.g. the mean concentration)."""
+        return {}
+
+
+class GaussianLatent(Latent):
+    """Diagonal Gaussian posterior ``N(mu(h), diag sigma(h)^2)`` and standard normal prior.
+
+    ``log sigma`` starts at exactly 0 (zero weights and bias, as in Miao's NVDM), so that early training is
+    not disturbed by huge or tiny variances.
+    """
+
+    prior_variance = 1.0
+
+    def __init__(self, in_features: int, dim: int) -> None:
+        super().__init__(in_features, dim)
+        self.loc = nn.Linear(in_features, dim)
+        self.log_scale = nn.Linear(in_features, dim)
+        nn.init.zeros_(self.log_scale.weight)
+        nn.init.zeros_(self.log_scale.bias)
+
+    def forward(self, h: Tensor) -> Distribution:
+        return Independent(Normal(self.loc(h), self.log_scale(h).exp()), 1)
+
+    def prior(self, dtype: torch.dtype, device: torch.device) -> Distribution:
+        zeros = torch.zeros(self.dim, dtype=dtype, device=device)
+        return Independent(Normal(zeros, torch.ones_like(zeros)), 1)
+
+    def mean(self, q: Distribution) -> Tensor:
+        return q.mean
+
+    def kl(self, q: Distribution) -> Tensor:
+        loc = q.mean
+        return kl_divergence(q, self.prior(loc.dtype, loc.device))
+
+
+class VMFLatent(Latent):
+    r"""von Mises-Fisher posterior ``vMF(mu(h), kappa)`` and uniform prior on the sphere ``S^{dim-1}``.
+
+    Parameters
+    ----------
+    in_features, dim
+        Feature size of the encoder output and ambient dimension ``p`` of ``z``.
+    kappa
+        The fixed concentration, or the initial one when ``learn_kappa``.
+    learn_kappa
+        Predict a concentration per example, :math:`\kappa(h) = \mathrm{softplus}(w^\top h + b)`, with
+        ``w = 0`` and ``b = softplus^{-1}(kappa)`` at the start.
+    """
+
+    def __init__(self, in_features: int, dim: int, kappa: float, learn_kappa: bool = False) -> None:
+        super().__init__(in_features, dim)
+        if not kappa > 0:
+            raise ValueError(f"kappa must be positive, got {kappa}")
+        self.prior_variance = 1.0 / dim  # E[z_i^2] = 1/p for the uniform distribution on S^{p-1}
+        self.direction = nn.Linear(in_features, dim)
+        self.learn_kappa = learn_kappa
+        if learn_kappa:
+            self.kappa_head = nn.Linear(in_features, 1)
+            nn.init.zeros_(self.kappa_head.weight)
+            nn.init.constant_(self.kappa_head.bias, kappa + math.log(-math.expm1(-kappa)))  # softplus^{-1}
+        else:
+            self.register_buffer("kappa", torch.tensor(float(kappa)))
+
+    def _concentration(self, h: Tensor) -> Tensor:
+        if self.learn_kappa:
+            return F.softplus(self.kappa_head(h)).squeeze(-1)
+        return self.kappa.to(h.dtype).expand(h.shape[:-1])
+
+    def forward(self, h: Tensor) -> Distribution:
+        return VonMisesFisher(F.normalize(self.direction(h), dim=-1), self._concentration(h))
+
+    def prior(self, dtype: torch.dtype, device: torch.device) -> Distribution:
+        return HypersphericalUniform(self.dim, dtype=dtype, device=device)
+
+    def kl(self, q: Distribution) -> Tensor:
+        return kl_divergence(q, self.prior(q.loc.dtype, q.loc.device))
+
+    def mean(self, q: Distribution) -> Tensor:
+        # E_q[z] = A_p(kappa) mu: the mean direction shrunk by the mean resultant length.
+        return vmf_mean_resultant_length(self.dim, q.concentration).unsqueeze(-1) * q.loc
+
+    def stats(self, q: Distribution) -> dict[str, float]:
+        return {"kappa": float(q.concentration.detach().mean())}
+
+
+def make_latent(kind: str, in_features: int, dim: int, kappa: float = 100.0, learn_kappa: bool = False) -> Latent:
+    """Build the latent named ``kind`` (one of :data:`LATENT_KINDS`)."""
+    if kind == "gaussian":
+        if learn_kappa:
+            raise ValueError("learn_kappa applies to the vmf latent only")
+        return GaussianLatent(in_features, dim)
+    if kind == "vmf":
+        return VMFLatent(in_features, dim, kappa, learn_kappa)
+    raise ValueError(f"unknown latent {kind!r}; choose one of {LATENT_KINDS}")

@@ -1,0 +1,153 @@
+"""Provenance and presentation of results: run metadata, Markdown / JSON tables, plots.
+
+Every committed result carries the exact command, the git commit, the machine (CPU model, threads,
+GPU), the library versions and the wall time, so that a number in a table can be traced and re-run.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import subprocess
+import sys
+from collections.abc import Sequence
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import torch
+
+__all__ = ["git_commit", "machine_info", "run_metadata", "write_json", "markdown_table", "plot_lines"]
+
+
+def git_commit(path: str | Path = ".") -> str:
+    """The commit checked out at ``path``, suffixed ``-dirty`` when tracked files have uncommitted changes."""
+    try:
+        commit = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=path, capture_output=True, text=True, check=True
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"], cwd=path, capture_output=True, text=True
+        ).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+    return commit + ("-dirty" if dirty else "")
+
+
+def _cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as handle:
+            for line in handle:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def machine_info(device: torch.device | None = None) -> dict[str, Any]:
+    """CPU model and count, torch threads, the accelerator if one is used, and library versions."""
+    info: dict[str, Any] = {
+        "cpu": _cpu_model(),
+        "cpu_count": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "device": str(device) if device is not None else "cpu",
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        # Other programs running at the same time inflate wall times: the 1, 5 and 15-minute load averages.
+        "load_average": [round(x, 2) for x in os.getloadavg()] if hasattr(os, "getloadavg") else None,
+    }
+    if device is not None and device.type == "cuda":
+        info["gpu"] = torch.cuda.get_device_name(device)
+    return info
+
+
+def _package_info() -> dict[str, str]:
+    """Version, location and commit of the spherical_dists actually imported: an editable install can run
+    the code of another checkout than the examples'."""
+    import spherical_dists
+
+    location = Path(spherical_dists.__file__).resolve().parent
+    return {"version": spherical_dists.__version__, "path": str(location), "commit": git_commit(location)}
+
+
+def run_metadata(device: torch.device | None = None, repo: str | Path | None = None) -> dict[str, Any]:
+    """The command line (as typed, relative to the working directory), commit, machine, the spherical_dists
+    in use, and the start time."""
+    repo = repo if repo is not None else Path(__file__).resolve().parent
+    return {
+        "command": " ".join(["python", *sys.argv]),
+        "commit": git_commit(repo),
+        "spherical_dists": _package_info(),
+        "machine": machine_info(device),
+        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    }
+
+
+def write_json(path: str | Path, obj: Any) -> None:
+    """Write ``obj`` as indented JSON (floats as Python prints them), creating parent directories."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(obj, indent=2) + "\n")
+
+
+def markdown_table(rows: Sequence[dict[str, Any]], columns: Sequence[tuple[str, str, str]]) -> str:
+    """A Markdown table: one row per dict, ``columns`` as ``(key, header, format spec)``.
+
+    Missing keys and ``None`` values print as an en dash.
+
+    >>> print(markdown_table([{"a": 1.234, "b": None}], [("a", "A", ".1f"), ("b", "B", "")]))
+    | A | B |
+    |---|---|
+    | 1.2 | – |
+    """
+    lines = ["| " + " | ".join(header for _, header, _ in columns) + " |", "|" + "---|" * len(columns)]
+    for row in rows:
+        cells = []
+        for key, _, spec in columns:
+            value = row.get(key)
+            cells.append("–" if value is None else format(value, spec))
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def plot_lines(
+    path: str | Path,
+    series: dict[str, tuple[Sequence[float], Sequence[float]]],
+    *,
+    xlabel: str,
+    ylabel: str,
+    title: str = "",
+    logx: bool = False,
+    hlines: dict[str, float] | None = None,
+) -> None:
+    """Save a small PNG of named ``(x, y)`` series, with optional labelled horizontal reference lines.
+
+    matplotlib is imported here, so that nothing else in the examples needs it.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 4), dpi=100)
+    for label, (x, y) in series.items():
+        ax.plot(x, y, marker="o" if len(x) < 20 else None, markersize=4, label=label)
+    for label, value in (hlines or {}).items():
+        ax.axhline(value, linestyle="--", linewidth=1, color="gray")
+        ax.annotate(label, (ax.get_xlim()[0], value), textcoords="offset points", xytext=(4, 3), fontsize=8)
+    if logx:
+        ax.set_xscale("log")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    if title:
+        ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path)
+    plt.close(fig)

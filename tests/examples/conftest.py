@@ -1,0 +1,60 @@
+"""Make the example pipelines importable (``textvae``, ``nvdm``) and provide small synthetic corpora."""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import torch
+
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
+if str(EXAMPLES) not in sys.path:
+    sys.path.insert(0, str(EXAMPLES))
+
+from textvae.bow import BowCorpus  # noqa: E402
+
+
+def random_corpus(n_docs: int, vocab_size: int, seed: int) -> BowCorpus:
+    """A corpus of ``n_docs`` documents whose words come from one of two topics (so there is something
+    for a latent variable to learn), built directly in CSR form with a seeded generator."""
+    gen = torch.Generator().manual_seed(seed)
+    half = vocab_size // 2
+    row_ptr, ids, counts = [0], [], []
+    for d in range(n_docs):
+        topic = d % 2
+        n_words = min(int(torch.randint(3, 9, (), generator=gen)), half)
+        words = torch.randperm(half, generator=gen)[:n_words] + topic * half
+        ids += words.tolist()
+        counts += torch.randint(1, 4, (n_words,), generator=gen).tolist()
+        row_ptr.append(len(ids))
+    return BowCorpus(
+        torch.tensor(row_ptr),
+        torch.tensor(ids),
+        torch.tensor(counts, dtype=torch.float32),
+        tuple(str(d % 2) for d in range(n_docs)),
+        vocab_size,
+    )
+
+
+@pytest.fixture(autouse=True)
+def _restore_global_torch_state() -> Iterator[None]:
+    """``seed_everything`` switches on deterministic algorithms for the whole process (and sets a cuBLAS
+    variable); put both back so that the rest of the suite runs as it would without these tests."""
+    deterministic = torch.are_deterministic_algorithms_enabled()
+    warn_only = torch.is_deterministic_algorithms_warn_only_enabled()
+    cublas = os.environ.get("CUBLAS_WORKSPACE_CONFIG")
+    yield
+    torch.use_deterministic_algorithms(deterministic, warn_only=warn_only)
+    if cublas is None:
+        os.environ.pop("CUBLAS_WORKSPACE_CONFIG", None)
+    else:
+        os.environ["CUBLAS_WORKSPACE_CONFIG"] = cublas
+
+
+@pytest.fixture
+def tiny_corpora() -> tuple[BowCorpus, BowCorpus]:
+    """(train, valid): 96 and 32 two-topic documents over 40 words."""
+    return random_corpus(96, 40, seed=1), random_corpus(32, 40, seed=2)

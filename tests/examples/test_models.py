@@ -1,0 +1,96 @@
+"""Latent variables and the NVDM document model."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from textvae.latents import GaussianLatent, make_latent
+from textvae.nvdm_model import NVDM, NVDMConfig
+
+try:
+    from spherical_dists import VonMisesFisher  # noqa: F401
+
+    HAS_VMF = True
+except ImportError:
+    HAS_VMF = False
+requires_vmf = pytest.mark.skipif(not HAS_VMF, reason="spherical_dists.VonMisesFisher is not available yet")
+
+
+def test_gaussian_kl_matches_the_closed_form() -> None:
+    latent = GaussianLatent(3, 2)
+    with torch.no_grad():
+        latent.loc.weight.zero_()
+        latent.loc.bias.copy_(torch.tensor([1.0, -2.0]))
+        latent.log_scale.bias.copy_(torch.tensor([math.log(0.5), math.log(2.0)]))
+    q = latent(torch.randn(4, 3))
+    # KL(N(m, s^2) || N(0, 1)) = (s^2 + m^2 - 1) / 2 - log s, summed over dimensions.
+    expected = (0.25 + 1 - 1) / 2 - math.log(0.5) + (4 + 4 - 1) / 2 - math.log(2.0)
+    assert torch.allclose(latent.kl(q), torch.full((4,), expected))
+    assert torch.equal(latent.mean(q), torch.tensor([[1.0, -2.0]]).expand(4, 2))
+
+
+def test_gaussian_posterior_starts_with_unit_scale() -> None:
+    q = GaussianLatent(5, 3)(torch.randn(2, 5))
+    assert torch.equal(q.stddev, torch.ones(2, 3))
+
+
+def test_make_latent_rejects_bad_settings() -> None:
+    with pytest.raises(ValueError, match="unknown latent"):
+        make_latent("cauchy", 4, 2)
+    with pytest.raises(ValueError, match="vmf latent only"):
+        make_latent("gaussian", 4, 2, learn_kappa=True)
+    with pytest.raises(ValueError, match="at least 2"):
+        make_latent("gaussian", 4, 1)
+
+
+def test_nvdm_likelihood_is_the_sum_of_count_weighted_word_log_probabilities() -> None:
+    word_log_freq = torch.tensor([0.5, 0.25, 0.25]).log()
+    model = NVDM(NVDMConfig(latent_dim=2, hidden=4), vocab_size=3, word_log_freq=word_log_freq)
+    with torch.no_grad():
+        model.decoder[-1].weight.zero_()  # p(w | z) is then the bias's softmax, whatever z
+    x = torch.tensor([[2.0, 0.0, 1.0], [0.0, 3.0, 0.0]])
+    z = torch.randn(5, 2, 2)
+    expected = torch.tensor([2 * math.log(0.5) + math.log(0.25), 3 * math.log(0.25)])
+    assert torch.allclose(model.log_likelihood(x, z), expected.expand(5, 2))
+    terms = model(x, n_samples=3)
+    assert torch.allclose(terms.recon, -expected)
+    assert terms.n_tokens.tolist() == [3.0, 3.0]
+    assert terms.kl.shape == (2,) and bool((terms.kl >= 0).all())
+
+
+def test_nvdm_architecture_options() -> None:
+    model = NVDM(NVDMConfig(latent_dim=4, hidden=8, encoder_layers=3, decoder_hidden=6, dropout=0.1), vocab_size=10)
+    assert sum(isinstance(m, torch.nn.Linear) for m in model.encoder) == 3
+    assert [m.out_features for m in model.decoder if isinstance(m, torch.nn.Linear)] == [6, 10]
+    weights = model.log_importance_weights(torch.ones(3, 10), n_samples=4)
+    assert weights.shape == (4, 3) and bool(torch.isfinite(weights).all())
+
+
+@requires_vmf
+def test_vmf_latent_fixed_kappa() -> None:
+    from spherical_dists.special import vmf_log_normalizer, vmf_mean_resultant_length
+
+    p, kappa = 5, 20.0
+    latent = make_latent("vmf", 6, p, kappa=kappa)
+    q = latent(torch.randn(3, 6))
+    z = q.rsample((4000,))
+    assert torch.allclose(z.norm(dim=-1), torch.ones(()), atol=1e-5)
+    # KL(vMF || uniform) = kappa A_p + log C_p + log |S^{p-1}|: the same for every document.
+    k = torch.tensor(kappa, dtype=torch.float64)
+    log_area = math.log(2) + p / 2 * math.log(math.pi) - math.lgamma(p / 2)
+    expected = float(k * vmf_mean_resultant_length(p, k) + vmf_log_normalizer(p, k)) + log_area
+    assert torch.allclose(latent.kl(q), torch.full((3,), expected), rtol=1e-4)
+    # E_q[z] = A_p(kappa) mu, against the Monte Carlo mean.
+    assert torch.allclose(latent.mean(q), z.mean(0), atol=0.03)
+    assert latent.prior_variance == pytest.approx(1 / p)
+
+
+@requires_vmf
+def test_vmf_learned_kappa_starts_at_the_given_value_and_gets_gradients() -> None:
+    latent = make_latent("vmf", 6, 4, kappa=50.0, learn_kappa=True)
+    q = latent(torch.randn(3, 6))
+    assert torch.allclose(q.concentration, torch.full((3,), 50.0))
+    (q.rsample().sum() + latent.kl(q).sum()).backward()
+    assert latent.kappa_head.bias.grad is not None and bool(latent.kappa_head.bias.grad.abs() > 0)

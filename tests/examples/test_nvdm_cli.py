@@ -1,0 +1,88 @@
+"""The document-model command line, end to end on a small slice of 20 Newsgroups."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import nvdm
+import pytest
+
+SMALL = [
+    "--limit-docs", "300", "--valid-docs", "60", "--hidden", "32", "--latent-dim", "4", "--batch-size", "32",
+    "--max-epochs", "2", "--eval-samples", "2", "--iw-samples", "6", "--iw-chunk", "4", "--no-progress",
+]  # fmt: skip
+
+
+def test_train_evaluates_and_resume_reuses_the_finished_run(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    assert nvdm.main(["train", "--run-dir", str(tmp_path), *SMALL]) == 0
+    result = json.loads((tmp_path / "result.json").read_text())
+    assert result["data"] == {"name": "20ng", "train": 240, "valid": 60, "test": 300}
+    assert result["epochs"] == 2 and len((tmp_path / "metrics.jsonl").read_text().splitlines()) == 2
+    test = result["test"]
+    assert test["n_examples"] == 300
+    # The IW bound is tighter than the ELBO; a per-document average weighs short, harder documents more.
+    assert test["iw_ppl_corpus"] < test["ppl_corpus"] < test["ppl_per_doc"]
+    assert "| G-NVDM d=4 |" in capsys.readouterr().out
+
+    assert nvdm.main(["train", "--run-dir", str(tmp_path), "--resume", *SMALL]) == 0
+    assert "already finished" in capsys.readouterr().out
+    assert nvdm.main(["train", "--run-dir", str(tmp_path), *SMALL]) == 1  # would overwrite: refused
+    assert "--resume" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("latent", [["--latent", "vmf", "--kappa", "20"], ["--latent", "vmf", "--learn-kappa"]])
+def test_vmf_latents_train_and_evaluate(tmp_path: Path, latent: list[str]) -> None:
+    assert nvdm.main(["train", "--run-dir", str(tmp_path), *SMALL, "--max-epochs", "1", *latent]) == 0
+    result = json.loads((tmp_path / "result.json").read_text())
+    test = result["test"]
+    assert result["label"].startswith("v-NVDM d=4")
+    assert test["iw_ppl_corpus"] < test["ppl_corpus"]
+    if "--learn-kappa" not in latent:  # a fixed kappa: the same KL for every document
+        assert result["valid"]["valid_kl"] == pytest.approx(test["kl"], rel=1e-5)
+        assert test["kappa"] == pytest.approx(20.0)
+    else:
+        assert test["kappa"] > 0
+
+
+def test_malformed_data_is_reported_with_file_and_line(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    (tmp_path / "vocab.new").write_text("a 1\nb 1\n")
+    (tmp_path / "train.feat").write_text("1 1:1\n1 2:2\n")
+    (tmp_path / "test.feat").write_text("1 1:1\n1 3:1\n")
+    code = nvdm.main(["train", "--data-dir", str(tmp_path), "--run-dir", str(tmp_path / "run"), "--valid-docs", "1"])
+    assert code == 1
+    assert f"{tmp_path / 'test.feat'}, line 2: word id 3 outside the vocabulary 1..2" in capsys.readouterr().err
+
+
+def test_presets_and_flags_combine() -> None:
+    args = nvdm.build_parser().parse_args(["train", "--preset", "v-nvdm-25", "--kappa", "50"])
+    experiment = nvdm._experiment(args, args.preset)
+    assert (experiment.model.latent, experiment.model.latent_dim, experiment.model.kappa) == ("vmf", 25, 50.0)
+    assert experiment.train.lr == nvdm.PRESETS["v-nvdm-25"]["lr"]
+
+
+def test_compare_in_two_processes(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    """The multi-model path: both quick-start models trained at once, each in its own process."""
+    assert nvdm.main(["compare", "--jobs", "2", "--run-dir", str(tmp_path), *SMALL, "--max-epochs", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "| G-NVDM d=4 | – |" in out and "| v-NVDM d=4 kappa=100 | – |" in out  # no paper row at latent 4
+    for name in nvdm.QUICK_ROWS:
+        assert json.loads((tmp_path / name / "result.json").read_text())["epochs"] == 1
+
+
+@pytest.mark.parametrize(
+    ("flags", "paper"),
+    [
+        (["--preset", "v-nvdm-25"], 793),
+        (["--preset", "g-nvdm-200"], 852),
+        (["--preset", "v-nvdm-25", "--kappa", "50"], None),  # the paper reports kappa 100 only
+        (["--preset", "v-nvdm-50-learned-kappa"], None),
+        (["--preset", "g-nvdm-50", "--data-dir", "/elsewhere"], None),  # not 20NG
+    ],
+)
+def test_paper_numbers_only_beside_the_same_configuration(flags: list[str], paper: int | None) -> None:
+    args = nvdm.build_parser().parse_args(["train", *flags])
+    experiment = nvdm._experiment(args, args.preset)
+    data_name = "20ng" if not experiment.data.data_dir else "rcv1"
+    result = {"config": nvdm.cfg.to_flat(experiment), "data": {"name": data_name}}
+    assert nvdm.paper_number(result) == paper

@@ -1,0 +1,167 @@
+"""End to end: the training loop learns, resumes exactly, is deterministic, and stops cleanly on NaN."""
+
+from __future__ import annotations
+
+import json
+import signal
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+import torch
+from textvae.bow import BowCorpus
+from textvae.data import Batches
+from textvae.nvdm_model import NVDM, NVDMConfig
+from textvae.training import CheckpointError, NonFiniteLossError, TrainConfig, Trainer, seed_everything
+from textvae.vae import ELBOTerms
+
+MODEL = NVDMConfig(latent_dim=4, hidden=32)
+TRAIN = TrainConfig(lr=3e-3, batch_size=16, max_epochs=3, patience=5, seed=0, device="cpu", progress=False)
+
+
+def _trainer(
+    corpora: tuple[BowCorpus, BowCorpus],
+    run_dir: Path,
+    config: TrainConfig = TRAIN,
+    init_seed: int = 0,
+    model_cls: type[NVDM] = NVDM,
+    **model_kwargs: int,
+) -> Trainer:
+    train, valid = corpora
+    seed_everything(init_seed)
+    model = model_cls(MODEL, train.vocab_size, **model_kwargs)
+    seed_everything(config.seed)
+    return Trainer(
+        model,
+        Batches(train, config.batch_size, shuffle=True, seed=config.seed),
+        Batches(valid, 64, shuffle=False),
+        config,
+        run_dir,
+        log=lambda s: None,
+    )
+
+
+def _params(trainer: Trainer) -> list[torch.Tensor]:
+    return [p.detach().clone() for p in trainer.model.parameters()]
+
+
+def _same(a: list[torch.Tensor], b: list[torch.Tensor]) -> bool:
+    return all(torch.equal(x, y) for x, y in zip(a, b, strict=True))
+
+
+def _without_time(history: list[dict]) -> list[dict]:
+    return [{k: v for k, v in r.items() if k != "seconds"} for r in history]
+
+
+def test_loss_decreases_and_metrics_are_logged(tiny_corpora, tmp_path: Path) -> None:
+    trainer = _trainer(tiny_corpora, tmp_path, replace(TRAIN, max_epochs=6))
+    result = trainer.fit()
+    history = result.history
+    assert len(history) == 6 and result.stop_reason == "max epochs"
+    assert history[-1]["train_loss"] < history[0]["train_loss"] - 1.0
+    assert history[-1]["valid_ppl_corpus"] < history[0]["valid_ppl_corpus"]
+    lines = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert _without_time(lines) == _without_time(history)
+    assert (tmp_path / "last.pt").exists() and (tmp_path / "best.pt").exists()
+
+
+def test_same_seed_same_run(tiny_corpora, tmp_path: Path) -> None:
+    a = _trainer(tiny_corpora, tmp_path / "a", replace(TRAIN, max_epochs=1))
+    b = _trainer(tiny_corpora, tmp_path / "b", replace(TRAIN, max_epochs=1))
+    a.fit()
+    b.fit()
+    assert _same(_params(a), _params(b))
+    c = _trainer(tiny_corpora, tmp_path / "c", replace(TRAIN, max_epochs=1, seed=1))
+    c.fit()
+    assert not _same(_params(a), _params(c))
+
+
+class _SelfInterruptingNVDM(NVDM):
+    """An NVDM that sends its own process a SIGINT (as Ctrl-C would) during the given training step."""
+
+    def __init__(self, *args, interrupt_at: int, **kwargs) -> None:  # type: ignore[no-untyped-def]
+        super().__init__(*args, **kwargs)
+        self.interrupt_at = interrupt_at
+        self.calls = 0
+
+    def forward(self, batch, n_samples=1):  # type: ignore[no-untyped-def]
+        if self.training:
+            self.calls += 1
+            if self.calls == self.interrupt_at:
+                signal.raise_signal(signal.SIGINT)
+        return super().forward(batch, n_samples)
+
+
+@pytest.mark.parametrize("interrupt_at", [8, 6])  # 6 batches per epoch: mid-epoch and an epoch boundary
+def test_ctrl_c_checkpoints_and_resume_continues_exactly(tiny_corpora, tmp_path: Path, interrupt_at: int) -> None:
+    reference = _trainer(tiny_corpora, tmp_path / "ref")
+    reference.fit()
+
+    # The same initial weights as the reference, in a model that interrupts itself.
+    interrupted = _trainer(tiny_corpora, tmp_path / "run", model_cls=_SelfInterruptingNVDM, interrupt_at=interrupt_at)
+    with pytest.raises(KeyboardInterrupt):
+        interrupted.fit()
+    # The interrupted step was completed, then saved.
+    saved = torch.load(tmp_path / "run" / "last.pt", weights_only=False)["trainer"]
+    assert saved["global_step"] == interrupt_at
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # handler restored
+
+    # A new process would build a fresh model (here from another seed, to show the checkpoint is loaded).
+    resumed = _trainer(tiny_corpora, tmp_path / "run", init_seed=99)
+    result = resumed.fit(resume=True)
+    assert result.epochs == 3
+    assert _same(_params(resumed), _params(reference))
+    assert _without_time(result.history) == _without_time(reference.state["history"])
+    lines = (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()
+    assert [json.loads(line)["epoch"] for line in lines] == [1, 2, 3]
+
+
+def test_resume_with_more_epochs_extends_a_finished_run(tiny_corpora, tmp_path: Path) -> None:
+    reference = _trainer(tiny_corpora, tmp_path / "ref")
+    reference.fit()
+    short = _trainer(tiny_corpora, tmp_path / "run", replace(TRAIN, max_epochs=2))
+    short.fit()
+    longer = _trainer(tiny_corpora, tmp_path / "run", TRAIN)
+    longer.fit(resume=True)
+    assert _same(_params(longer), _params(reference))
+
+
+def test_existing_run_is_not_overwritten_and_settings_must_match(tiny_corpora, tmp_path: Path) -> None:
+    _trainer(tiny_corpora, tmp_path, replace(TRAIN, max_epochs=1)).fit()
+    with pytest.raises(CheckpointError, match="--resume"):
+        _trainer(tiny_corpora, tmp_path, replace(TRAIN, max_epochs=1)).fit()
+    with pytest.raises(CheckpointError, match=r"lr: 0\.003 -> 0\.01"):
+        _trainer(tiny_corpora, tmp_path, replace(TRAIN, lr=0.01)).fit(resume=True)
+
+
+class _PoisonedNVDM(NVDM):
+    """An NVDM whose loss becomes NaN from the given training step on."""
+
+    def __init__(self, *args, poison_at: int, **kwargs) -> None:  # type: ignore[no-untyped-def]
+        super().__init__(*args, **kwargs)
+        self.poison_at = poison_at
+        self.calls = 0
+
+    def forward(self, batch, n_samples=1):  # type: ignore[no-untyped-def]
+        terms = super().forward(batch, n_samples)
+        if self.training:
+            self.calls += 1
+            if self.calls >= self.poison_at:
+                return ELBOTerms(terms.recon * float("nan"), terms.kl, terms.n_tokens)
+        return terms
+
+
+def test_nan_loss_stops_cleanly_and_keeps_the_last_good_checkpoint(tiny_corpora, tmp_path: Path) -> None:
+    trainer = _trainer(tiny_corpora, tmp_path, model_cls=_PoisonedNVDM, poison_at=9)  # epoch 2, step 3
+    with pytest.raises(NonFiniteLossError, match=r"became nan at epoch 2, step 3 .*--lr"):
+        trainer.fit()
+    checkpoint = torch.load(tmp_path / "last.pt", weights_only=False)
+    assert checkpoint["trainer"]["epoch"] == 1
+    assert all(bool(torch.isfinite(v).all()) for v in checkpoint["model"].values() if v.is_floating_point())
+    assert len((tmp_path / "metrics.jsonl").read_text().splitlines()) == 1
+
+
+def test_kl_warmup_weight(tiny_corpora, tmp_path: Path) -> None:
+    trainer = _trainer(tiny_corpora, tmp_path, replace(TRAIN, max_epochs=1, kl_warmup_steps=12))
+    result = trainer.fit()
+    assert result.history[0]["kl_weight"] == pytest.approx(6 / 12)  # 6 steps done of 12
