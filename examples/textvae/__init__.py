@@ -8,7 +8,8 @@ Modules, generic over the model unless said otherwise:
 * :mod:`textvae.vae`: the contract a model fulfils so that training and evaluation can use it.
 * :mod:`textvae.nvdm_model`: the neural variational document model (encoder MLP, softmax decoder).
 * :mod:`textvae.training`: the training loop (checkpoint / resume, early stopping, lr decay, NaN stop).
-* :mod:`textvae.evaluation`: perplexities from the ELBO, importance-weighted bound, active units.
+* :mod:`textvae.evaluation`: perplexities from the ELBO, importance-weighted bound, active units, embeddings.
+* :mod:`textvae.clustering`: movMF and spherical k-means with restarts, tf-idf, NMI and ARI.
 * :mod:`textvae.config`: dataclass configurations, presets and their command-line flags.
 * :mod:`textvae.results`: run metadata, result tables (Markdown + JSON) and plots.
 """

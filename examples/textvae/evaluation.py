@@ -19,6 +19,9 @@ Active units (Burda et al. 2016): dimension ``i`` is active when :math:`\mathrm{
 exceeds a threshold. The usual 0.01 is relative to the unit variance of a standard normal prior; here the
 threshold is ``0.01 * prior_variance`` so that it means the same for the uniform prior on the sphere,
 whose coordinates have variance ``1/p``. The count at the absolute threshold 0.01 is reported too.
+
+Embeddings (:func:`encode`): the direction of the posterior mean :math:`E_{q(z|x)}[z]` of every example, a
+unit vector, for clustering or retrieval on the sphere.
 """
 
 from __future__ import annotations
@@ -29,12 +32,13 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
 from .data import move_to_device
 from .vae import TextVAE
 
-__all__ = ["EvalConfig", "perplexity", "perplexities", "elbo_terms", "iw_nll", "active_units", "evaluate"]
+__all__ = ["EvalConfig", "perplexity", "perplexities", "elbo_terms", "iw_nll", "active_units", "encode", "evaluate"]
 
 
 @dataclass(frozen=True)
@@ -132,17 +136,9 @@ def iw_nll(model: TextVAE, batches: Iterable[Any], n_samples: int, chunk: int = 
 
 
 @torch.no_grad()
-def active_units(model: TextVAE, batches: Iterable[Any], threshold: float = 0.01) -> dict[str, Any]:
-    r"""Active units: dimensions whose posterior mean varies across the data.
-
-    Returns
-    -------
-    dict
-        ``active``: number of dimensions with :math:`\mathrm{Var}_x(E_q[z_i]) > threshold \cdot
-        \sigma^2_{prior}`; ``active_abs``: the number above ``threshold`` itself; ``variance``: the
-        per-dimension variances (list of floats); ``stats``: the latent's :meth:`~textvae.latents.Latent.stats`
-        averaged over the examples (such as the mean concentration of a vMF posterior).
-    """
+def _posterior_means(model: TextVAE, batches: Iterable[Any]) -> tuple[Tensor, list[tuple[int, dict[str, float]]]]:
+    """``E_q[z]`` of every example (float64, ``(D, dim)``, in batch order) and, per batch, its size and the
+    latent's :meth:`~textvae.latents.Latent.stats`; in eval mode, the model's mode given back after."""
     was_training = model.training
     model.eval()
     device = _device_of(model)
@@ -154,7 +150,23 @@ def active_units(model: TextVAE, batches: Iterable[Any], threshold: float = 0.01
             stats.append((means[-1].shape[0], model.latent.stats(q)))
     finally:
         model.train(was_training)
-    variance = torch.cat(means).var(dim=0, unbiased=False)
+    return torch.cat(means), stats
+
+
+@torch.no_grad()
+def active_units(model: TextVAE, batches: Iterable[Any], threshold: float = 0.01) -> dict[str, Any]:
+    r"""Active units: dimensions whose posterior mean varies across the data.
+
+    Returns
+    -------
+    dict
+        ``active``: number of dimensions with :math:`\mathrm{Var}_x(E_q[z_i]) > threshold \cdot
+        \sigma^2_{prior}`; ``active_abs``: the number above ``threshold`` itself; ``variance``: the
+        per-dimension variances (list of floats); ``stats``: the latent's :meth:`~textvae.latents.Latent.stats`
+        averaged over the examples (such as the mean concentration of a vMF posterior).
+    """
+    means, stats = _posterior_means(model, batches)
+    variance = means.var(dim=0, unbiased=False)
     total = sum(n for n, _ in stats)
     return {
         "active": int((variance > threshold * model.latent.prior_variance).sum()),
@@ -162,6 +174,17 @@ def active_units(model: TextVAE, batches: Iterable[Any], threshold: float = 0.01
         "variance": variance.tolist(),
         "stats": {key: sum(n * s[key] for n, s in stats) / total for key in stats[0][1]},
     }
+
+
+@torch.no_grad()
+def encode(model: TextVAE, batches: Iterable[Any]) -> Tensor:
+    r"""Unit vectors ``E_q[z] / |E_q[z]|`` of every example, float64 of shape ``(D, dim)``, in batch order.
+
+    For a vMF posterior :math:`E_q[z] = A_p(\kappa)\,\mu` and this is its mean direction :math:`\mu` (``loc``),
+    whatever the concentration; for a Gaussian posterior it is the normalised posterior mean. The model is put
+    in eval mode for the pass (no dropout, no sampling) and returned to its previous mode.
+    """
+    return F.normalize(_posterior_means(model, batches)[0], dim=-1)
 
 
 def evaluate(
