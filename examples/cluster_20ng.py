@@ -198,7 +198,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.json:
         out = Path(args.json)
         payload = {"settings": {k: v for k, v in vars(args).items() if k != "json"}, "rows": rows}
-        title = "Clustering the 20NG test documents: mixture of vMFs on NVDM embeddings (issue 8)"
+        title = "Clustering the 20NG test documents: mixture of vMFs on NVDM embeddings"
         nvdm._write_report(out.parent, out.stem, title, table + "\n\n" + note, meta, payload)
         print(f"\nwrote {out} and {out.with_suffix('.md')}")
     print(f"\nwall time {time.perf_counter() - started:.0f} s")
