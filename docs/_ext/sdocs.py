@@ -143,6 +143,8 @@ def markdown_to_rst(text: str, md_dir: Path) -> list[str]:
         if heading:
             out += ["", f".. rubric:: {_inline(heading.group(2), md_dir)}", ""]
         elif re.match(r"^[-*]\s+", stripped):
+            if out and out[-1].strip() and not out[-1].startswith(("- ", "  ")):
+                out.append("")  # Markdown lets a list follow a paragraph line; reST needs a blank line
             out.append("- " + _inline(re.sub(r"^[-*]\s+", "", stripped), md_dir))
         elif stripped and out and out[-1].startswith(("- ", "  ")) and line.startswith(" "):
             out.append("  " + _inline(stripped, md_dir))  # continuation of a list item
