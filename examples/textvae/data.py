@@ -20,6 +20,7 @@ from torch import Tensor
 __all__ = [
     "DataFormatError",
     "open_text",
+    "read_lines",
     "find_data_file",
     "holdout_split",
     "Batches",
@@ -47,6 +48,20 @@ def open_text(path: str | Path) -> io.TextIOBase:
     if path.suffix == ".gz":
         return io.TextIOWrapper(gzip.open(path, "rb"), encoding="utf-8")
     return open(path, encoding="utf-8")  # noqa: SIM115 - the caller closes it
+
+
+def read_lines(path: str | Path) -> Iterator[tuple[int, str]]:
+    """``(line_number, text)`` of every line of a UTF-8 file (gzipped when its name ends in ``.gz``), 1-based.
+
+    Each line is decoded on its own, so that bytes that are not UTF-8 are reported with their line.
+    """
+    path = Path(path)
+    with gzip.open(path, "rb") if path.suffix == ".gz" else open(path, "rb") as handle:
+        for line_number, raw in enumerate(handle, 1):
+            try:
+                yield line_number, raw.decode("utf-8")
+            except UnicodeDecodeError as error:
+                raise DataFormatError(path, line_number, f"not UTF-8 text ({error.reason})") from None
 
 
 def find_data_file(directory: str | Path, name: str) -> Path:

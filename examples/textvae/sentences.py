@@ -27,7 +27,7 @@ from typing import NamedTuple
 import torch
 from torch import Tensor
 
-from .data import DataFormatError, find_data_file, open_text
+from .data import DataFormatError, find_data_file, read_lines
 
 __all__ = [
     "PAD",
@@ -127,24 +127,19 @@ def read_sentences(path: str | Path, data_format: str = "ptb") -> tuple[list[lis
     unk_alias = _UNK_ALIASES.get(data_format)
     sentences: list[list[str]] = []
     labels: list[int] = []
-    with open_text(path) as handle:
-        line_number = 0
-        try:
-            for line_number, line in enumerate(handle, 1):  # noqa: B007 - used in the error below
-                words = line.split()
-                if data_format == "yelp":
-                    if not words or words[0] not in _RATINGS:
-                        raise DataFormatError(path, line_number, "a yelp line starts with a rating 0..4")
-                    labels.append(_RATINGS[words[0]])
-                    words = words[1:]
-                reserved = sorted({PAD, BOS, EOS} & set(words))
-                if reserved:
-                    raise DataFormatError(path, line_number, f"reserved token(s) {reserved} in the text")
-                if unk_alias is not None:
-                    words = [UNK if w == unk_alias else w for w in words]
-                sentences.append(words)
-        except UnicodeDecodeError as error:
-            raise DataFormatError(path, line_number + 1, f"not UTF-8 text ({error.reason})") from None
+    for line_number, line in read_lines(path):
+        words = line.split()
+        if data_format == "yelp":
+            if not words or words[0] not in _RATINGS:
+                raise DataFormatError(path, line_number, "a yelp line starts with a rating 0..4")
+            labels.append(_RATINGS[words[0]])
+            words = words[1:]
+        reserved = sorted({PAD, BOS, EOS} & set(words))
+        if reserved:
+            raise DataFormatError(path, line_number, f"reserved token(s) {reserved} in the text")
+        if unk_alias is not None:
+            words = [UNK if w == unk_alias else w for w in words]
+        sentences.append(words)
     if not sentences:
         raise DataFormatError(path, None, "no sentences")
     return sentences, (labels if data_format == "yelp" else None)
