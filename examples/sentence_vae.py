@@ -378,8 +378,8 @@ def cmd_sample(args: argparse.Namespace) -> None:
     torch.manual_seed(args.seed)
     z = prior.sample((args.n,))
     ids = model.generate(z, args.max_length, greedy=args.greedy, generator=generator)
-    for row in ids.tolist():
-        print(splits.vocab.decode(row))
+    for i, row in enumerate(ids.tolist(), 1):
+        print(f"{i:3d}  {splits.vocab.decode(row)}")
 
 
 def slerp(a: torch.Tensor, b: torch.Tensor, t: torch.Tensor) -> torch.Tensor:

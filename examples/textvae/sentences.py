@@ -197,7 +197,8 @@ class SentenceCorpus:
 
 @dataclass
 class SentenceSplits:
-    """Train, validation and test corpora over one vocabulary; ``name`` is the data set's name for tables."""
+    """Train, validation and test corpora over one vocabulary; ``name`` is ``ptb`` for the embedded Penn
+    Treebank, ``format:directory`` for data read from a directory."""
 
     name: str
     vocab: Vocabulary
@@ -233,4 +234,5 @@ def load_sentence_splits(config: SentenceDataConfig) -> SentenceSplits:
     kept = {split: _keep(*raw[split], config.min_words, limits[split]) for split in raw}
     vocab = Vocabulary.build(kept["train"][0])
     corpora = (SentenceCorpus(kept[split][0], vocab, kept[split][1]) for split in ("train", "valid", "test"))
-    return SentenceSplits(config.data_format, vocab, *corpora)
+    name = f"{config.data_format}:{directory.resolve()}" if config.data_dir else "ptb"
+    return SentenceSplits(name, vocab, *corpora)
