@@ -316,20 +316,17 @@ def _plot_curves(out: Path, stem: str, root: Path, jobs: Sequence[tuple[str, Any
         for key, series in curves.items():
             series[r["label"]] = ([h["epoch"] for h in history], [h[key] for h in history])
     setting = "CPU quick preset" if "quick" in stem else "full size"
-    plot_lines(
-        out / f"{stem}_valid_nll.png",
-        curves["valid_nll"],
-        xlabel="epoch",
-        ylabel="validation NLL per sentence (ELBO, nats)",
-        title=f"Sentence VAE on PTB ({setting}): validation NLL",
-    )
-    plot_lines(
-        out / f"{stem}_valid_kl.png",
-        curves["valid_kl"],
-        xlabel="epoch",
-        ylabel="validation KL per sentence (nats)",
-        title=f"Sentence VAE on PTB ({setting}): KL(q(z|x) || p(z))",
-    )
+    for key, ylabel, title in (
+        ("valid_nll", "validation NLL per sentence (ELBO, nats)", "validation NLL"),
+        ("valid_kl", "validation KL per sentence (nats)", "KL(q(z|x) || p(z))"),
+    ):
+        plot_lines(
+            out / f"{stem}_{key}.png",
+            curves[key],
+            xlabel="epoch",
+            ylabel=ylabel,
+            title=f"Sentence VAE on PTB ({setting}): {title}",
+        )
 
 
 def cmd_reproduce(args: argparse.Namespace) -> None:
