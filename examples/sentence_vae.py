@@ -232,14 +232,21 @@ _TEST_COLUMNS = [
     ("tokens_per_second", "train tok/s", ".0f"),
 ]
 
-TABLE_NOTE = (
-    "paper: Xu & Durrett (2018) Table 1, PTB test set (ELBO bound). NLL = negative ELBO per sentence (nats, "
-    "reconstruction averaged over 10 samples of z, quick preset 5); PPL = exp(sum of NLL / sum of tokens), "
-    "tokens = words + <eos> (no <bos>, no padding); IW = importance-weighted bound with 500 samples (quick "
-    "preset 50); KL in nats per sentence; MI = mutual information I_q(x; z) (nats); AU = active units, "
-    "Var_x(E_q[z_i]) > 0.01 x prior variance of z_i; train tok/s: scored training tokens per second, mean over "
-    "epochs. See examples/README.md."
-)
+
+def table_note(results: Sequence[dict[str, Any]]) -> str:
+    """The definitions under a table, with the sample counts the rows were evaluated with."""
+
+    def used(key: str) -> str:
+        return " / ".join(sorted({f"{r['config'][key]}" for r in results}, key=int)) or "-"
+
+    return (
+        "paper: Xu & Durrett (2018) Table 1, PTB test set (ELBO bound). NLL = negative ELBO per sentence (nats), "
+        f"reconstruction averaged over {used('eval_samples')} samples of z; PPL = exp(sum of NLL / sum of tokens), "
+        "tokens = words + <eos> (no <bos>, no padding); IW = importance-weighted bound with "
+        f"{used('iw_samples')} samples; KL in nats per sentence; MI = mutual information I_q(x; z) (nats); AU = "
+        "active units, Var_x(E_q[z_i]) > 0.01 x prior variance of z_i; train tok/s = scored training tokens per "
+        "second of training, mean over epochs. See examples/README.md."
+    )
 
 
 def test_table(results: Sequence[dict[str, Any]]) -> str:
@@ -292,7 +299,7 @@ def cmd_train(args: argparse.Namespace) -> None:
             print(cfg.describe(experiment))
         result = cli.run_one(PIPELINE, experiment, run_dir, args.resume)
         if result["test"] is not None:
-            print("\n" + test_table([result]) + "\n\n" + TABLE_NOTE)
+            print("\n" + test_table([result]) + "\n\n" + table_note([result]))
     finally:
         if started_group:
             dist.destroy_process_group()
@@ -302,7 +309,7 @@ def cmd_compare(args: argparse.Namespace) -> None:
     started = time.perf_counter()
     jobs = [(name, _experiment(args, name, quick=True)) for name in COMPARE_ROWS]
     results = cli.run_many(PIPELINE, jobs, Path(args.run_dir or RUNS / "compare"), args.resume, args.jobs)
-    print("\n" + test_table(results) + "\n\n" + TABLE_NOTE + "\n\n" + collapse_notes(results))
+    print("\n" + test_table(results) + "\n\n" + table_note(results) + "\n\n" + collapse_notes(results))
     print(f"\nwall time {time.perf_counter() - started:.0f} s (this session)")
 
 
@@ -349,7 +356,8 @@ def cmd_reproduce(args: argparse.Namespace) -> None:
     else:
         title = "Sentence VAE on PTB: Table 1 rows and skip variants"
         caveat = "Full-size presets (embedding 100, LSTM 400, latent 50, kappa 35 standard / 80 inputless)."
-    body = f"{caveat}\n\n{table}\n\n{TABLE_NOTE}\n\nPosterior collapse (test set):\n\n{collapse_notes(results)}"
+    collapse = collapse_notes(results)
+    body = f"{caveat}\n\n{table}\n\n{table_note(results)}\n\nPosterior collapse (test set):\n\n{collapse}"
     wall = cli.write_report(out, stem, title, body, meta, {"rows": results})
     print("\n" + body + f"\n\nwall time {wall:.0f} s")
     _plot_curves(out, stem, root, jobs, results)

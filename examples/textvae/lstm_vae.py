@@ -172,7 +172,9 @@ class SentenceVAE(TextVAE):
 
     # --------------------------------------------------------------------------------------- generation
     @torch.no_grad()
-    def generate(self, z: Tensor, max_length: int = 40, greedy: bool = True, generator=None) -> Tensor:
+    def generate(
+        self, z: Tensor, max_length: int = 40, greedy: bool = True, generator: torch.Generator | None = None
+    ) -> Tensor:
         """Decode sentences from codes ``z`` ``(N, dim)``: word ids ``(N, <= max_length)``, ``<eos>``-terminated
         unless cut. Greedy (argmax) or sampled from the softmax; ``<unk>`` inputs when inputless."""
         was_training = self.training
