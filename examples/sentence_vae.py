@@ -59,7 +59,8 @@ from textvae.training import TrainConfig, select_device
 EXAMPLES = Path(__file__).resolve().parent
 RUNS = EXAMPLES / "runs" / "sentence_vae"
 RESULTS = EXAMPLES / "results" / "sentence_vae"
-EVAL_BATCH = 64  # sentences per evaluation batch (memory: iw_chunk x EVAL_BATCH x length x vocabulary floats)
+EVAL_BATCH = 64  # sentences per evaluation batch; IW memory: iw_chunk x EVAL_BATCH x length x vocabulary floats, so
+# 20 x 64 x 80 (the longest PTB batch) x 10,000 x 4 bytes = 4 GB of logits at the full-size iw_chunk of 20
 
 
 @dataclass(frozen=True)
@@ -69,7 +70,7 @@ class Experiment:
     data: SentenceDataConfig = SentenceDataConfig()
     model: SentenceVAEConfig = SentenceVAEConfig()
     train: TrainConfig = TrainConfig()
-    eval: EvalConfig = EvalConfig(eval_samples=10, iw_samples=500, iw_chunk=50)
+    eval: EvalConfig = EvalConfig(eval_samples=10, iw_samples=500, iw_chunk=20)
 
 
 # Table 1 of Xu & Durrett (2018), PTB test set: NLL per sentence (ELBO), KL, perplexity.
