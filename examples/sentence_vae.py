@@ -295,11 +295,12 @@ def cmd_train(args: argparse.Namespace) -> None:
     name = args.preset or label(flat).replace(" ", "-").replace("=", "")
     run_dir = Path(args.run_dir) if args.run_dir else RUNS / "train" / name
     started_group = _init_distributed()
+    main_process = not started_group or dist.get_rank() == 0
     try:
-        if not started_group or dist.get_rank() == 0:
+        if main_process:
             print(cfg.describe(experiment))
         result = cli.run_one(PIPELINE, experiment, run_dir, args.resume)
-        if result["test"] is not None:
+        if main_process:
             print("\n" + test_table([result]) + "\n\n" + table_note([result]))
     finally:
         if started_group:

@@ -315,7 +315,7 @@ class Trainer:
         if train.world_size != self.world_size:
             raise ValueError(f"{self.world_size} processes but training batches sharded {train.world_size} ways")
         # Gradients are averaged across processes by the wrapper's backward; files use the bare model.
-        self.forward = DistributedDataParallel(self.model) if self.world_size > 1 else self.model
+        self.parallel_model = DistributedDataParallel(self.model) if self.world_size > 1 else self.model
         self.train_batches = train
         self.valid_batches = valid
         self.run_dir = Path(run_dir)
@@ -430,7 +430,7 @@ class Trainer:
         """One optimisation step; accumulates the epoch's running sums."""
         state, sums = self.state, self.state["sums"]
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.config.amp):
-            terms = self.forward(move_to_device(batch, self.device), n_samples=self.config.train_samples)
+            terms = self.parallel_model(move_to_device(batch, self.device), n_samples=self.config.train_samples)
         kl_weight = self._kl_weight()
         loss = (terms.recon.float() + kl_weight * terms.kl.float()).mean()
         loss_value = loss.item()

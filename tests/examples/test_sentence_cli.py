@@ -97,27 +97,43 @@ def test_paper_numbers_only_beside_the_same_row(preset: str, flags: dict, paper:
     assert sentence_vae.paper_number({"config": flat, "data": {"name": "ptb:/elsewhere"}}) is None
 
 
-def test_two_data_parallel_processes_under_torchrun(data_dir: Path, tmp_path: Path) -> None:
-    run = tmp_path / "ddp"
-    script = Path(sentence_vae.__file__)
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+def _torchrun(data_dir: Path, run: Path, *flags: str) -> str:
+    """``torchrun --nproc_per_node 2 sentence_vae.py train ...`` on CPU; returns its standard output."""
     command = [
-        sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", str(script),
-        "train", "--data-dir", str(data_dir), "--run-dir", str(run), *TINY, "--threads", "1",
+        sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+        str(Path(sentence_vae.__file__)), "train", "--data-dir", str(data_dir), "--run-dir", str(run), *TINY,
+        "--threads", "1", *flags,
     ]  # fmt: skip
     # A session of its own, so that a hang is ended with the workers and not only the launcher.
-    launcher = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
-                                start_new_session=True)  # fmt: skip
+    launcher = subprocess.Popen(
+        command,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+        start_new_session=True,
+    )
     try:
         stdout, stderr = launcher.communicate(timeout=120)
     except subprocess.TimeoutExpired:
         os.killpg(launcher.pid, signal.SIGKILL)
         raise
     assert launcher.returncode == 0, stderr[-3000:]
+    return stdout
+
+
+def test_two_data_parallel_processes_under_torchrun_and_resume(data_dir: Path, tmp_path: Path) -> None:
+    run = tmp_path / "ddp"
+    stdout = _torchrun(data_dir, run)
     result = json.loads((run / "result.json").read_text())
     assert result["world_size"] == 2 and result["epochs"] == 2 and result["test"]["n_examples"] == 32
-    records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
-    assert [r["epoch"] for r in records] == [1, 2]  # written once, by rank 0
+    records = (run / "metrics.jsonl").read_text().splitlines()
+    assert [json.loads(r)["epoch"] for r in records] == [1, 2]  # written once, by rank 0
     # 96 sentences in batches of 16 = 6 batches, 3 per process: both shards' examples are counted.
-    assert records[0]["step"] == 3
-    assert stdout.count("epoch   1 |") == 1  # one process logs
+    assert json.loads(records[0])["step"] == 3
+    assert stdout.count("epoch   1 |") == 1 and stdout.count("| vMF-VAE kappa=10 |") == 1  # one process prints
+
+    (run / "result.json").unlink()  # as if it had stopped after epoch 2 of 3
+    stdout = _torchrun(data_dir, run, "--max-epochs", "3", "--resume")
+    assert "resumed" in stdout and json.loads((run / "result.json").read_text())["epochs"] == 3
+    assert (run / "metrics.jsonl").read_text().splitlines()[:2] == records
