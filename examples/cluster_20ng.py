@@ -32,6 +32,7 @@ from typing import Any
 
 import nvdm
 import torch
+from textvae import cli
 from textvae import config as cfg
 from textvae.bow import BowCorpus
 from textvae.clustering import fit_movmf, spherical_kmeans, summarize, tfidf
@@ -75,7 +76,7 @@ def preset_runs(presets: Sequence[str], root: Path | None, jobs: int) -> list[Pa
             to_train.append((name, experiment))
     if to_train:
         print(f"training {', '.join(n for n, _ in to_train)} (as `nvdm.py train --preset ...`)", flush=True)
-        results = nvdm.run_many(to_train, root or nvdm.RUNS / "train", resume=True, n_jobs=jobs)
+        results = cli.run_many(nvdm.PIPELINE, to_train, root or nvdm.RUNS / "train", resume=True, n_jobs=jobs)
         failed = [r for r in results if "error" in r]
         if failed:
             raise NonFiniteLossError("; ".join(f"{r['label']}: {r['error']}" for r in failed))
@@ -166,7 +167,7 @@ def _relative(path: str) -> str:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     torch.set_num_threads(args.threads)
-    meta = nvdm._start(argparse.Namespace(jobs=args.jobs, device="cpu"))  # clustering runs on the CPU
+    meta = cli.start_report(argparse.Namespace(jobs=args.jobs, device="cpu"))  # clustering runs on the CPU
     started = time.perf_counter()
     try:
         presets = args.presets if args.presets is not None else ([] if args.runs else list(DEFAULT_PRESETS))
@@ -199,7 +200,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         out = Path(args.json)
         payload = {"settings": {k: v for k, v in vars(args).items() if k != "json"}, "rows": rows}
         title = "Clustering the 20NG test documents: mixture of vMFs on NVDM embeddings"
-        nvdm._write_report(out.parent, out.stem, title, table + "\n\n" + note, meta, payload)
+        cli.write_report(out.parent, out.stem, title, table + "\n\n" + note, meta, payload)
         print(f"\nwrote {out} and {out.with_suffix('.md')}")
     print(f"\nwall time {time.perf_counter() - started:.0f} s")
     return 0

@@ -26,35 +26,23 @@ exact definitions of the metrics are in examples/README.md.
 from __future__ import annotations
 
 import argparse
-import json
 import math
-import multiprocessing
-import os
-import signal
 import sys
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 from typing import Any
 
-import torch
+from textvae import cli
 from textvae import config as cfg
 from textvae.bow import BowDataConfig, BowSplits, load_splits
-from textvae.data import Batches, DataFormatError
-from textvae.evaluation import EvalConfig, evaluate
+from textvae.data import Batches
+from textvae.evaluation import EvalConfig
 from textvae.nvdm_model import NVDM, NVDMConfig
-from textvae.results import markdown_table, plot_lines, run_metadata, write_json
-from textvae.training import (
-    RESUMABLE_CHANGES,
-    CheckpointError,
-    NonFiniteLossError,
-    TrainConfig,
-    Trainer,
-    seed_everything,
-    select_device,
-)
+from textvae.results import markdown_table, plot_lines
+from textvae.training import TrainConfig
 
 EXAMPLES = Path(__file__).resolve().parent
 RUNS = EXAMPLES / "runs" / "nvdm"
@@ -120,65 +108,25 @@ def label(flat: dict[str, Any]) -> str:
     return f"v-NVDM d={flat['latent_dim']} kappa={kappa}"
 
 
-def run_one(experiment: Experiment, run_dir: Path, resume: bool, test: bool = True, prefix: str = "") -> dict[str, Any]:
-    """Train one model (or continue it), evaluate it on the test set, write and return ``run_dir/result.json``.
-
-    With ``resume`` and a finished ``result.json`` of the same configuration, that result is returned as is.
-    ``test=False`` skips the test set (model selection must never see it); ``prefix`` starts every log line.
-    """
-    flat = cfg.to_flat(experiment)
-
-    def log(line: str) -> None:
-        print(prefix + line, flush=True)
-
-    result_path = run_dir / "result.json"
-    if resume and result_path.exists():
-        previous = json.loads(result_path.read_text())
-        same = all(previous["config"].get(k) == v for k, v in flat.items() if k not in RESUMABLE_CHANGES)
-        if same and (previous["test"] is not None or not test):
-            log(f"{label(flat)}: already finished in {run_dir}")
-            return previous
-    if experiment.train.threads:
-        torch.set_num_threads(experiment.train.threads)
-    seed_everything(experiment.train.seed)
+def setup(experiment: Experiment, rank: int = 0, world_size: int = 1) -> cli.RunSetup:
+    """The model and batches of one run (see :class:`textvae.cli.Pipeline`)."""
     splits = _splits(experiment.data)
     totals = splits.train.word_totals()
     word_log_freq = ((totals + 0.5) / (totals + 0.5).sum()).log()  # smoothed, so no word starts at -inf
     model = NVDM(experiment.model, splits.train.vocab_size, word_log_freq.float())
-    trainer = Trainer(
-        model,
-        Batches(splits.train, experiment.train.batch_size, shuffle=True, seed=experiment.train.seed),
-        Batches(splits.valid, EVAL_BATCH, shuffle=False),
-        experiment.train,
-        run_dir,
-        run_config=flat,
-        log=log,
+    seed = experiment.train.seed
+    return cli.RunSetup(
+        model=model,
+        train=Batches(
+            splits.train, experiment.train.batch_size, shuffle=True, seed=seed, rank=rank, world_size=world_size
+        ),
+        valid=Batches(splits.valid, EVAL_BATCH, shuffle=False),
+        test=lambda: Batches(splits.test, EVAL_BATCH, shuffle=False),
+        data={"name": splits.name, "train": len(splits.train), "valid": len(splits.valid), "test": len(splits.test)},
+        description=(
+            f"{len(splits.train)} train / {len(splits.valid)} valid / {len(splits.test)} test documents ({splits.name})"
+        ),
     )
-    log(
-        f"{label(flat)}: {len(splits.train)} train / {len(splits.valid)} valid / {len(splits.test)} test documents "
-        f"({splits.name}); {trainer.device}, {torch.get_num_threads()} thread(s); run dir {run_dir}"
-    )
-    fit = trainer.fit(resume=resume)
-    result: dict[str, Any] = {
-        "label": label(flat),
-        "config": flat,
-        "data": {"name": splits.name, "train": len(splits.train), "valid": len(splits.valid), "test": len(splits.test)},
-        "best_epoch": fit.best_epoch,
-        "epochs": fit.epochs,
-        "stop_reason": fit.stop_reason,
-        "train_seconds": fit.train_seconds,
-        "cpu_seconds": fit.cpu_seconds,
-        "valid": fit.best_valid,
-        "test": None,
-    }
-    if test:
-        log(f"{label(flat)}: best epoch {fit.best_epoch} of {fit.epochs} ({fit.stop_reason}); evaluating on test")
-        started = time.perf_counter()
-        result["test"] = evaluate(model, lambda: Batches(splits.test, EVAL_BATCH, shuffle=False), experiment.eval, log)
-        result["eval_seconds"] = time.perf_counter() - started
-        log(summary(result))
-    write_json(result_path, result)
-    return result
 
 
 def summary(result: dict[str, Any]) -> str:
@@ -191,46 +139,7 @@ def summary(result: dict[str, Any]) -> str:
     )
 
 
-def _run_or_report(job: tuple[Experiment, Path, bool, bool, str]) -> dict[str, Any]:
-    """:func:`run_one`, except that a diverged run becomes a result with an ``error`` instead of an exception,
-    so that one bad setting (a learning rate too large) does not stop the runs beside it."""
-    experiment, run_dir, resume, test, prefix = job
-    try:
-        return run_one(experiment, run_dir, resume, test, prefix)
-    except NonFiniteLossError as error:
-        print(f"{prefix}error: {error}", file=sys.stderr, flush=True)
-        return {"label": label(cfg.to_flat(experiment)), "config": cfg.to_flat(experiment), "error": str(error)}
-
-
-def _run_in_worker(job: tuple[Experiment, Path, bool, bool, str]) -> dict[str, Any]:
-    """:func:`_run_or_report` in a pool worker, where an interruption of the worker alone (its checkpoint is
-    saved) must come back as a result: a worker that dies of it would leave the pool waiting forever."""
-    try:
-        return _run_or_report(job)
-    except KeyboardInterrupt:
-        flat = cfg.to_flat(job[0])
-        return {"label": label(flat), "config": flat, "error": "interrupted; run again with --resume"}
-
-
-def run_many(
-    jobs: Sequence[tuple[str, Experiment]], root: Path, resume: bool, n_jobs: int, test: bool = True
-) -> list[dict[str, Any]]:
-    """Run named experiments under ``root/name``, one after the other or in ``n_jobs`` processes.
-
-    In parallel each process gets ``cpu_count // n_jobs`` threads (unless ``--threads`` says otherwise) and
-    no progress bar; every log line starts with the run's name. A run whose loss became NaN is returned
-    as ``{"label", "config", "error"}``.
-    """
-    if n_jobs <= 1:
-        return [_run_or_report((e, root / name, resume, test, "")) for name, e in jobs]
-    threads = max(1, (os.cpu_count() or 1) // n_jobs)
-    work = []
-    for name, e in jobs:
-        train = replace(e.train, threads=e.train.threads or threads, progress=False)
-        work.append((replace(e, train=train), root / name, resume, test, f"[{name}] "))
-    # spawn: a fresh interpreter per worker, never a fork of a process whose thread pools are running.
-    with multiprocessing.get_context("spawn").Pool(n_jobs) as pool:
-        return pool.map(_run_in_worker, work, chunksize=1)
+PIPELINE = cli.Pipeline(label=label, setup=setup, summary=summary)
 
 
 # -------------------------------------------------------------------------------------------- tables
@@ -268,52 +177,7 @@ TABLE_NOTE = (
 def test_table(results: Sequence[dict[str, Any]]) -> str:
     """Markdown table of test metrics, the published number beside each row that has one; failed runs
     are listed under the table with their error."""
-    done = [r for r in results if "error" not in r]
-    rows = [
-        {
-            **r["test"],
-            **{k: r.get(k) for k in ("label", "best_epoch", "train_seconds", "cpu_seconds")},
-            "paper": paper_number(r),
-        }
-        for r in done
-    ]
-    failed = "".join(f"\n\n{r['label']}: failed: {r['error']}" for r in results if "error" in r)
-    return markdown_table(rows, _TEST_COLUMNS) + failed
-
-
-def _write_report(out: Path, stem: str, title: str, body: str, meta: dict[str, Any], payload: dict[str, Any]) -> float:
-    """Write ``out/stem.md`` (title, table, provenance) and ``out/stem.json`` (provenance and ``payload``).
-
-    ``meta`` comes from :func:`_start`; the wall time and the load average at the end are added here.
-    Returns the wall time in seconds.
-    """
-    wall = time.perf_counter() - meta.pop("_started")
-    meta = {**meta, "wall_seconds": wall, "load_average_end": [round(x, 2) for x in os.getloadavg()]}
-    write_json(out / f"{stem}.json", {**meta, **payload})
-    m = meta["machine"]
-    (out / f"{stem}.md").write_text(
-        f"# {title}\n\n{body}\n\n"
-        f"- command: `{meta['command']}`\n"
-        f"- commit: `{meta['commit']}`; spherical_dists {meta['spherical_dists']['version']} from "
-        f"`{meta['spherical_dists']['path']}` at `{meta['spherical_dists']['commit']}`\n"
-        f"- machine: {m['cpu']}, {m['cpu_count']} CPUs, {meta['jobs']} model(s) trained at a time; device "
-        f"{m['device']}; torch {m['torch']}, Python {m['python']}\n"
-        f"- load average (1 / 5 / 15 min) at the start {m['load_average']}, at the end {meta['load_average_end']}\n"
-        f"- date: {meta['date']}\n"
-        f"- wall time: {wall:.0f} s\n"
-    )
-    meta["_started"] = time.perf_counter()  # a later report from the same command times its own part
-    return wall
-
-
-def _start(args: argparse.Namespace) -> dict[str, Any]:
-    """Provenance of a command (see :func:`textvae.results.run_metadata`), and its start time."""
-    meta = run_metadata(select_device(args.device if "device" in args else "auto"))
-    return {**meta, "jobs": args.jobs, "_started": time.perf_counter()}
-
-
-def _history(run_dir: Path) -> list[dict[str, Any]]:
-    return [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines() if line]
+    return cli.results_table(results, _TEST_COLUMNS, paper_number)
 
 
 # ------------------------------------------------------------------------------------------ commands
@@ -332,26 +196,26 @@ def cmd_train(args: argparse.Namespace) -> None:
         else RUNS / "train" / (args.preset or f"{flat['latent']}-{flat['latent_dim']}")
     )
     print(cfg.describe(experiment))
-    result = run_one(experiment, run_dir, args.resume)
+    result = cli.run_one(PIPELINE, experiment, run_dir, args.resume)
     print("\n" + test_table([result]) + "\n\n" + TABLE_NOTE)
 
 
 def cmd_compare(args: argparse.Namespace) -> None:
     started = time.perf_counter()
     jobs = [(name, _experiment(args, name, QUICK_BUDGET)) for name in QUICK_ROWS]
-    results = run_many(jobs, Path(args.run_dir or RUNS / "compare"), args.resume, args.jobs)
+    results = cli.run_many(PIPELINE, jobs, Path(args.run_dir or RUNS / "compare"), args.resume, args.jobs)
     print("\n" + test_table(results) + "\n\n" + TABLE_NOTE)
     print(f"\nwall time {time.perf_counter() - started:.0f} s (this session)")
 
 
 def cmd_tune(args: argparse.Namespace) -> None:
-    meta = _start(args)
+    meta = cli.start_report(args)
     jobs = [
         (f"{p}/lr-{lr:g}", _experiment(args, p, {"lr": lr}))
         for p in args.presets
         for lr in (args.lrs or TUNE_LRS[PRESETS[p]["latent"]])
     ]
-    results = run_many(jobs, Path(args.run_dir or RUNS / "tune"), args.resume, args.jobs, test=False)
+    results = cli.run_many(PIPELINE, jobs, Path(args.run_dir or RUNS / "tune"), args.resume, args.jobs, test=False)
     rows = []
     for (name, _), r in zip(jobs, results, strict=True):
         row = {"preset": name.split("/")[0], "lr": r["config"]["lr"]}
@@ -383,24 +247,24 @@ def cmd_tune(args: argparse.Namespace) -> None:
     )
     title = "Learning-rate selection on validation (20NG)"
     payload = {"rows": rows, "chosen": {p: r["lr"] for p, r in best.items()}}
-    wall = _write_report(Path(args.out), "tuning", title, table + "\n\n" + note, meta, payload)
+    wall = cli.write_report(Path(args.out), "tuning", title, table + "\n\n" + note, meta, payload)
     print(f"\nwall time {wall:.0f} s")
 
 
 def cmd_reproduce(args: argparse.Namespace) -> None:
     root = Path(args.run_dir or RUNS / "reproduce")
     out = Path(args.out)
-    meta = _start(args)
+    meta = cli.start_report(args)
     if args.part in ("all", "table2"):
         jobs = [(name, _experiment(args, name)) for name in TABLE2_ROWS]
-        results = run_many(jobs, root / "table2", args.resume, args.jobs)
+        results = cli.run_many(PIPELINE, jobs, root / "table2", args.resume, args.jobs)
         table = test_table(results)
         title = "NVDM on 20NG: Table 2 rows"
-        wall = _write_report(out, "table2", title, table + "\n\n" + TABLE_NOTE, meta, {"rows": results})
+        wall = cli.write_report(out, "table2", title, table + "\n\n" + TABLE_NOTE, meta, {"rows": results})
         print("\n" + table + "\n\n" + TABLE_NOTE + f"\n\nTable 2 rows: wall time {wall:.0f} s")
         curves = {}
         for (name, _), r in zip(jobs, results, strict=True):
-            history = _history(root / "table2" / name)
+            history = cli.load_history(root / "table2" / name)
             curves[r["label"]] = ([h["epoch"] for h in history], [h["valid_ppl_corpus"] for h in history])
         plot_lines(
             out / "training_curves.png",
@@ -412,10 +276,10 @@ def cmd_reproduce(args: argparse.Namespace) -> None:
     if args.part in ("all", "sweep"):
         jobs = [(f"kappa-{k:g}", _experiment(args, SWEEP_BASE, {"kappa": k})) for k in SWEEP_KAPPAS]
         jobs.append(("learned-kappa", _experiment(args, "v-nvdm-50-learned-kappa")))
-        results = run_many(jobs, root / "sweep", args.resume, args.jobs)
+        results = cli.run_many(PIPELINE, jobs, root / "sweep", args.resume, args.jobs)
         table = test_table(results)
         title = "v-NVDM on 20NG, latent 50: test perplexity against kappa"
-        wall = _write_report(out, "kappa_sweep", title, table + "\n\n" + TABLE_NOTE, meta, {"rows": results})
+        wall = cli.write_report(out, "kappa_sweep", title, table + "\n\n" + TABLE_NOTE, meta, {"rows": results})
         print("\n" + table + "\n\n" + TABLE_NOTE + f"\n\nkappa sweep: wall time {wall:.0f} s")
         fixed = [r for r in results[: len(SWEEP_KAPPAS)] if "error" not in r]
         kappas = [r["config"]["kappa"] for r in fixed]
@@ -444,17 +308,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
 
     def command(name: str, help_text: str, func: Any, jobs: bool = True) -> argparse.ArgumentParser:
-        p = commands.add_parser(name, help=help_text, description=help_text)
-        p.set_defaults(func=func)
-        p.add_argument(
-            "--run-dir", help="where checkpoints, metrics.jsonl and result.json go (default: examples/runs/nvdm/...)"
-        )
-        p.add_argument("--resume", action="store_true", help="continue interrupted runs from their last checkpoint")
-        if jobs:
-            p.add_argument(
-                "--jobs", type=int, default=1, help="models trained at once, each in its own process (default: 1)"
-            )
-        return p
+        return cli.add_command(commands, name, help_text, func, "examples/runs/nvdm", jobs)
 
     p = command("train", "train and evaluate one model", cmd_train, jobs=False)
     p.add_argument("--preset", choices=sorted(PRESETS), help="start from a named configuration")
@@ -473,25 +327,8 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _interrupt(signum: int, frame: Any) -> None:
-    raise KeyboardInterrupt
-
-
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    # `kill` stops a command as cleanly as Ctrl-C: runs save their checkpoint, a process pool is shut down.
-    previous = signal.signal(signal.SIGTERM, _interrupt)
-    try:
-        args.func(args)
-    except KeyboardInterrupt:
-        print("interrupted: run the same command with --resume to continue", file=sys.stderr)
-        return 130
-    except (NonFiniteLossError, CheckpointError, DataFormatError, FileNotFoundError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 1
-    finally:
-        signal.signal(signal.SIGTERM, previous)
-    return 0
+    return cli.main(build_parser(), argv)
 
 
 if __name__ == "__main__":

@@ -76,4 +76,3 @@ def test_svi_step_moves_the_guide() -> None:
     for name, value in before.items():
         assert not torch.equal(store[name].detach(), value), name
     assert torch.allclose(store["loc"].norm(), torch.tensor(1.0, dtype=F64))
-

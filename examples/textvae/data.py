@@ -20,6 +20,7 @@ from torch import Tensor
 __all__ = [
     "DataFormatError",
     "open_text",
+    "read_lines",
     "find_data_file",
     "holdout_split",
     "Batches",
@@ -47,6 +48,20 @@ def open_text(path: str | Path) -> io.TextIOBase:
     if path.suffix == ".gz":
         return io.TextIOWrapper(gzip.open(path, "rb"), encoding="utf-8")
     return open(path, encoding="utf-8")  # noqa: SIM115 - the caller closes it
+
+
+def read_lines(path: str | Path) -> Iterator[tuple[int, str]]:
+    """``(line_number, text)`` of every line of a UTF-8 file (gzipped when its name ends in ``.gz``), 1-based.
+
+    Each line is decoded on its own, so that bytes that are not UTF-8 are reported with their line.
+    """
+    path = Path(path)
+    with gzip.open(path, "rb") if path.suffix == ".gz" else open(path, "rb") as handle:
+        for line_number, raw in enumerate(handle, 1):
+            try:
+                yield line_number, raw.decode("utf-8")
+            except UnicodeDecodeError as error:
+                raise DataFormatError(path, line_number, f"not UTF-8 text ({error.reason})") from None
 
 
 def find_data_file(directory: str | Path, name: str) -> Path:
@@ -115,34 +130,80 @@ class Batches:
     dataset
         Anything with ``len()`` and ``collate(indices)``.
     batch_size
-        Examples per batch; the last batch of an epoch may be smaller (it is never dropped, so that an
-        evaluation covers every example).
+        Examples per batch; the last batch of an epoch (or of a length pool) may be smaller (it is never
+        dropped, so that an evaluation covers every example).
     shuffle
         Draw a new permutation every epoch (training) or keep the dataset order (evaluation).
     seed
         Seed of the permutations; ignored without ``shuffle``.
+    lengths
+        Optional length of every example. Batches then hold examples of similar length, so that padding
+        costs little: with ``shuffle``, the permutation is cut into pools of :attr:`POOL_BATCHES` batches,
+        each pool is sorted by length and cut into batches, and the order of all batches is shuffled;
+        without ``shuffle``, the whole dataset is sorted by length (ties in dataset order).
+    rank, world_size
+        Keep only the batches ``rank, rank + world_size, ...`` of every epoch (data-parallel training, one
+        shard per process). Every shard gets the same number of batches, so that the processes stay in
+        step; the last ``len % world_size`` batches of an epoch are left out of it.
     """
 
-    def __init__(self, dataset: CollatingDataset, batch_size: int, *, shuffle: bool, seed: int = 0) -> None:
+    POOL_BATCHES = 50
+
+    def __init__(
+        self,
+        dataset: CollatingDataset,
+        batch_size: int,
+        *,
+        shuffle: bool,
+        seed: int = 0,
+        lengths: Tensor | None = None,
+        rank: int = 0,
+        world_size: int = 1,
+    ) -> None:
         if batch_size < 1:
             raise ValueError(f"batch_size must be positive, got {batch_size}")
+        if not 0 <= rank < world_size:
+            raise ValueError(f"rank {rank} outside 0..{world_size - 1}")
+        if lengths is not None and len(lengths) != len(dataset):
+            raise ValueError(f"{len(lengths)} lengths for {len(dataset)} examples")
         self.dataset = dataset
         self.batch_size = batch_size
         self.shuffle = shuffle
         self.seed = seed
+        self.lengths = lengths
+        self.rank = rank
+        self.world_size = world_size
+
+    def _all_batches(self, epoch: int) -> list[Tensor]:
+        """Index tensors of every batch of ``epoch``, before sharding."""
+        n = len(self.dataset)
+        generator = _seeded_generator(self.seed, epoch) if self.shuffle else None
+        order = torch.randperm(n, generator=generator) if self.shuffle else torch.arange(n)
+        if self.lengths is None:
+            return list(order.split(self.batch_size))
+        if not self.shuffle:
+            order = torch.sort(self.lengths, stable=True).indices
+            return list(order.split(self.batch_size))
+        batches: list[Tensor] = []
+        for pool in order.split(self.batch_size * self.POOL_BATCHES):
+            by_length = torch.sort(self.lengths[pool], stable=True).indices
+            batches += list(pool[by_length].split(self.batch_size))
+        return [batches[i] for i in torch.randperm(len(batches), generator=generator).tolist()]
 
     def __len__(self) -> int:
-        return -(-len(self.dataset) // self.batch_size)
+        n, size = len(self.dataset), self.batch_size
+        pool = size * self.POOL_BATCHES if self.lengths is not None and self.shuffle else n
+        full, rest = divmod(n, pool) if n else (0, 0)
+        total = full * -(-pool // size) + -(-rest // size)
+        return total // self.world_size if self.world_size > 1 else total
 
     def epoch(self, epoch: int = 0, start: int = 0) -> Iterator[Any]:
-        """Yield the batches of ``epoch`` from batch number ``start`` on."""
-        n = len(self.dataset)
-        if self.shuffle:
-            order = torch.randperm(n, generator=_seeded_generator(self.seed, epoch))
-        else:
-            order = torch.arange(n)
-        for begin in range(start * self.batch_size, n, self.batch_size):
-            yield self.dataset.collate(order[begin : begin + self.batch_size])
+        """Yield the batches of ``epoch`` (this process's shard of them) from batch number ``start`` on."""
+        batches = self._all_batches(epoch)
+        if self.world_size > 1:
+            batches = batches[: len(self) * self.world_size][self.rank :: self.world_size]
+        for indices in batches[start:]:
+            yield self.dataset.collate(indices)
 
     def __iter__(self) -> Iterator[Any]:
         return self.epoch(0)

@@ -22,6 +22,18 @@ whose coordinates have variance ``1/p``. The count at the absolute threshold 0.0
 
 Embeddings (:func:`encode`): the direction of the posterior mean :math:`E_{q(z|x)}[z]` of every example, a
 unit vector, for clustering or retrieval on the sphere.
+
+Mutual information between ``x`` and ``z`` under the encoder (Hoffman & Johnson 2016; the estimator of
+He et al. 2019), with the aggregate posterior :math:`q(z) = \frac1D \sum_j q(z \mid x_j)` over the ``D``
+evaluated examples and one draw :math:`z_d \sim q(z \mid x_d)` per example:
+
+.. math::
+
+    I_q(x; z) = E_x E_{q(z|x)}[\log q(z \mid x) - \log q(z)] \approx \frac1D \sum_d \Big[\log q(z_d \mid x_d)
+    - \log \frac1D \sum_j q(z_d \mid x_j)\Big]
+
+It uses only the posterior's ``log_prob`` (so it works for any latent) and lies in ``[0, log D]`` up to
+sampling noise: 0 when every posterior is the same (collapse), ``log D`` when they do not overlap.
 """
 
 from __future__ import annotations
@@ -38,7 +50,17 @@ from torch import Tensor
 from .data import move_to_device
 from .vae import TextVAE
 
-__all__ = ["EvalConfig", "perplexity", "perplexities", "elbo_terms", "iw_nll", "active_units", "encode", "evaluate"]
+__all__ = [
+    "EvalConfig",
+    "perplexity",
+    "perplexities",
+    "elbo_terms",
+    "iw_nll",
+    "active_units",
+    "mutual_information",
+    "encode",
+    "evaluate",
+]
 
 
 @dataclass(frozen=True)
@@ -187,6 +209,35 @@ def encode(model: TextVAE, batches: Iterable[Any]) -> Tensor:
     return F.normalize(_posterior_means(model, batches)[0], dim=-1)
 
 
+@torch.no_grad()
+def mutual_information(model: TextVAE, batches: Iterable[Any], chunk: int = 256) -> float:
+    r"""The estimate of :math:`I_q(x; z)` in nats described in the module docstring (one ``z`` per example).
+
+    The ``D x D`` matrix of :math:`\log q(z_i \mid x_j)` is computed ``chunk`` rows at a time.
+    """
+    was_training = model.training
+    model.eval()
+    device = _device_of(model)
+    posteriors, samples, own = [], [], []
+    try:
+        for batch in batches:
+            q = model.posterior(move_to_device(batch, device))
+            z = q.sample()
+            posteriors.append(q)
+            samples.append(z)
+            own.append(q.log_prob(z).double())
+    finally:
+        model.train(was_training)
+    z_all = torch.cat(samples)
+    n = z_all.shape[0]
+    log_aggregate = [
+        torch.logsumexp(torch.cat([q.log_prob(rows.unsqueeze(1)).double() for q in posteriors], dim=1), dim=1)
+        - math.log(n)
+        for rows in z_all.split(chunk)
+    ]
+    return float(torch.cat(own).mean() - torch.cat(log_aggregate).mean())
+
+
 def evaluate(
     model: TextVAE,
     batches: Callable[[], Iterable[Any]],
@@ -207,7 +258,8 @@ def evaluate(
     dict
         ``ppl_corpus``, ``ppl_per_doc`` (ELBO), ``iw_ppl_corpus``, ``iw_ppl_per_doc`` (when
         ``iw_samples > 0``), ``nll`` and ``iw_nll`` (mean per example), ``recon``, ``kl`` (mean per
-        example), ``active_units``, ``active_units_abs``, ``n_examples``, ``n_tokens``, and the latent's
+        example), ``mi`` (mutual information, nats), ``active_units``, ``active_units_abs``, ``n_examples``,
+        ``n_tokens``, and the latent's
         statistics (``kappa``, the mean concentration, for a vMF latent).
     """
     terms = elbo_terms(model, batches(), config.eval_samples)
@@ -227,6 +279,7 @@ def evaluate(
         iw = iw_nll(model, batches(), config.iw_samples, config.iw_chunk)
         iw_ppl = perplexities(iw, terms["n_tokens"])
         result.update(iw_ppl_corpus=iw_ppl["corpus"], iw_ppl_per_doc=iw_ppl["per_doc"], iw_nll=float(iw.mean()))
+    result["mi"] = mutual_information(model, batches())
     units = active_units(model, batches(), config.au_threshold)
     result.update(active_units=units["active"], active_units_abs=units["active_abs"], **units["stats"])
     return result

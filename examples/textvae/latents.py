@@ -10,6 +10,8 @@ latent by changing one constructor argument (see :func:`make_latent`).
   :math:`\kappa A_p(\kappa) + \log C_p(\kappa) + \log|S^{p-1}|`, so the posterior cannot collapse.
 * ``vmf`` with ``learn_kappa``: :math:`\kappa(h) = \mathrm{softplus}(w^\top h + b)` per example, started at
   the configured value. The KL then depends on the data again and collapse becomes possible.
+* ``none``: no latent variable (``z`` is empty, the KL is 0), so that a plain language model is trained and
+  evaluated by the same code as the VAEs: its ELBO and importance-weighted bounds are its exact NLL.
 
 The von Mises-Fisher distribution, its sampler and its KL come from :mod:`spherical_dists`.
 """
@@ -27,9 +29,9 @@ from torch.distributions import Distribution, Independent, Normal, kl_divergence
 from spherical_dists import HypersphericalUniform, VonMisesFisher
 from spherical_dists.special import vmf_mean_resultant_length
 
-__all__ = ["Latent", "GaussianLatent", "VMFLatent", "make_latent", "LATENT_KINDS"]
+__all__ = ["Latent", "GaussianLatent", "VMFLatent", "NoLatent", "PointMass", "make_latent", "LATENT_KINDS"]
 
-LATENT_KINDS = ("gaussian", "vmf")
+LATENT_KINDS = ("gaussian", "vmf", "none")
 
 
 class Latent(nn.Module, ABC):
@@ -46,11 +48,12 @@ class Latent(nn.Module, ABC):
 
     dim: int
     prior_variance: float
+    min_dim = 2
 
     def __init__(self, in_features: int, dim: int) -> None:
         super().__init__()
-        if dim < 2:
-            raise ValueError(f"latent dimension must be at least 2, got {dim}")
+        if dim < self.min_dim:
+            raise ValueError(f"latent dimension must be at least {self.min_dim}, got {dim}")
         self.in_features = in_features
         self.dim = dim
 
@@ -157,6 +160,52 @@ class VMFLatent(Latent):
         return {"kappa": float(q.concentration.detach().mean())}
 
 
+class PointMass(Distribution):
+    """The distribution of an empty vector ``z`` (event shape ``(0,)``): samples are empty, densities are 1."""
+
+    arg_constraints: dict = {}
+    has_rsample = True
+
+    def __init__(self, batch_shape: torch.Size, dtype: torch.dtype, device: torch.device) -> None:
+        self._dtype, self._device = dtype, device
+        super().__init__(torch.Size(batch_shape), torch.Size((0,)), validate_args=False)
+
+    def rsample(self, sample_shape: torch.Size = torch.Size()) -> Tensor:
+        return torch.zeros(self._extended_shape(sample_shape), dtype=self._dtype, device=self._device)
+
+    def log_prob(self, value: Tensor) -> Tensor:
+        return value.new_zeros(torch.broadcast_shapes(value.shape[:-1], self.batch_shape))
+
+    @property
+    def mean(self) -> Tensor:
+        return torch.zeros(self.batch_shape + self.event_shape, dtype=self._dtype, device=self._device)
+
+
+class NoLatent(Latent):
+    """No latent variable: ``z`` is an empty vector, certain under both posterior and prior, so the KL is 0.
+
+    A model with this latent is a plain language model, trained and evaluated by the same code as the VAEs.
+    """
+
+    prior_variance = 1.0
+    min_dim = 0
+
+    def __init__(self, in_features: int) -> None:
+        super().__init__(in_features, 0)
+
+    def forward(self, h: Tensor) -> Distribution:
+        return PointMass(h.shape[:-1], h.dtype, h.device)
+
+    def prior(self, dtype: torch.dtype, device: torch.device) -> Distribution:
+        return PointMass(torch.Size(), dtype, device)
+
+    def mean(self, q: Distribution) -> Tensor:
+        return q.mean
+
+    def kl(self, q: Distribution) -> Tensor:
+        return q.mean.new_zeros(q.batch_shape)
+
+
 def make_latent(kind: str, in_features: int, dim: int, kappa: float = 100.0, learn_kappa: bool = False) -> Latent:
     """Build the latent named ``kind`` (one of :data:`LATENT_KINDS`)."""
     if kind == "gaussian":
@@ -165,4 +214,6 @@ def make_latent(kind: str, in_features: int, dim: int, kappa: float = 100.0, lea
         return GaussianLatent(in_features, dim)
     if kind == "vmf":
         return VMFLatent(in_features, dim, kappa, learn_kappa)
+    if kind == "none":
+        return NoLatent(in_features)
     raise ValueError(f"unknown latent {kind!r}; choose one of {LATENT_KINDS}")

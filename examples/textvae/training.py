@@ -16,7 +16,15 @@ KL warm-up (Bowman et al. 2016). Around that:
   history on resume, so it never holds an epoch twice);
 * a progress bar per epoch with the running loss (tqdm when installed);
 * a clean stop with a clear message (:class:`NonFiniteLossError`) when the loss becomes NaN or infinite:
-  nothing is saved after that point, so ``last.pt`` and ``best.pt`` still hold finite weights.
+  nothing is saved after that point, so ``last.pt`` and ``best.pt`` still hold finite weights;
+* training throughput, scored tokens per second of training (validation excluded), in the logs and metrics;
+* optional bfloat16 autocast (``amp``), on CUDA or CPU; the losses are summed in float32;
+* data parallelism when ``torch.distributed`` is initialised (``torchrun``): the model is wrapped in
+  :class:`~torch.nn.parallel.DistributedDataParallel`, every process trains on its shard of the batches
+  (built with ``Batches(..., rank=, world_size=)``), the epoch's sums are added across processes, every
+  process validates and rank 0's validation decides, and only rank 0 writes files and logs. A resumed
+  data-parallel run continues from its checkpoint but is not bit-identical to an uninterrupted one (the
+  random states of the other ranks are not saved).
 """
 
 from __future__ import annotations
@@ -36,6 +44,8 @@ from typing import Any
 
 import numpy as np
 import torch
+import torch.distributed as dist
+from torch.nn.parallel import DistributedDataParallel
 
 from .data import Batches, derive_seed, move_to_device
 from .evaluation import elbo_terms, perplexities, perplexity
@@ -54,6 +64,13 @@ __all__ = [
 
 #: Settings that may differ between a checkpoint and the run that resumes it.
 RESUMABLE_CHANGES = frozenset({"max_epochs", "patience", "device", "threads", "progress", "checkpoint_every"})
+
+
+def distributed_rank() -> tuple[int, int]:
+    """``(rank, world_size)`` of this process: ``(0, 1)`` unless ``torch.distributed`` is initialised."""
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
 
 
 @dataclass(frozen=True)
@@ -92,6 +109,8 @@ class TrainConfig:
         Also checkpoint every this many steps inside an epoch (0: at epoch ends only).
     progress : bool
         Show a progress bar per epoch.
+    amp : bool
+        Run the forward pass under bfloat16 autocast (mixed precision; CUDA or CPU).
     """
 
     optimizer: str = "adam"
@@ -109,6 +128,7 @@ class TrainConfig:
     threads: int = 0
     checkpoint_every: int = 0
     progress: bool = True
+    amp: bool = False
 
 
 class NonFiniteLossError(RuntimeError):
@@ -163,7 +183,10 @@ def seed_everything(seed: int) -> None:
 def select_device(name: str = "auto") -> torch.device:
     """``auto`` picks CUDA when available, else the CPU; any other name is passed to :class:`torch.device`."""
     if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        if not torch.cuda.is_available():
+            return torch.device("cpu")
+        # one GPU per process under torchrun
+        return torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
     device = torch.device(name)
     if device.type == "cuda" and not torch.cuda.is_available():
         raise RuntimeError(f"device {name!r} requested but CUDA is not available")
@@ -288,11 +311,16 @@ class Trainer:
         self.config = config
         self.device = select_device(config.device)
         self.model = model.to(self.device)
+        self.rank, self.world_size = distributed_rank()
+        if train.world_size != self.world_size:
+            raise ValueError(f"{self.world_size} processes but training batches sharded {train.world_size} ways")
+        # Gradients are averaged across processes by the wrapper's backward; files use the bare model.
+        self.parallel_model = DistributedDataParallel(self.model) if self.world_size > 1 else self.model
         self.train_batches = train
         self.valid_batches = valid
         self.run_dir = Path(run_dir)
         self.run_config = dict(run_config or asdict(config))
-        self.log = log
+        self.log = log if self.rank == 0 else (lambda line: None)
         self.optimizer = _make_optimizer(list(model.parameters()), config)
         self.state: dict[str, Any] = {
             "epoch": 0,  # 0-based index of the epoch in progress (or next to start)
@@ -336,7 +364,24 @@ class Trainer:
         self.state["cpu_seconds"] += now[1] - started[1]
         return now
 
+    def _all_sum(self, values: list[float]) -> list[float]:
+        """Sums of ``values`` over the processes (the values themselves in a single process)."""
+        if self.world_size == 1:
+            return values
+        tensor = torch.tensor(values, dtype=torch.float64)
+        dist.all_reduce(tensor)
+        return tensor.tolist()
+
     def _save_last(self) -> None:
+        if self.world_size > 1:
+            # Rank 0 saves the epoch's running sums of all processes; the others restart theirs from zero,
+            # so that the sums over the processes stay the epoch's totals.
+            sums = self.state["sums"]
+            keys = [k for k in sums if k != "seconds"]
+            totals = self._all_sum([sums[k] for k in keys])
+            sums.update(zip(keys, totals) if self.rank == 0 else dict.fromkeys(keys, 0.0))
+        if self.rank != 0:
+            return
         _atomic_save(
             {
                 "model": self.model.state_dict(),
@@ -363,10 +408,13 @@ class Trainer:
         self.model.load_state_dict(checkpoint["model"])
         self.optimizer.load_state_dict(checkpoint["optimizer"])
         self.state = checkpoint["trainer"]
+        if self.rank != 0:
+            self.state["sums"] = {k: (v if k == "seconds" else 0.0) for k, v in self.state["sums"].items()}
         _set_rng_state(checkpoint["rng"])
         self._set_lr(self.state["lr"])
         # The JSONL mirrors the checkpoint: drop any line written after it.
-        self.metrics_path.write_text("".join(json.dumps(r) + "\n" for r in self.state["history"]))
+        if self.rank == 0:
+            self.metrics_path.write_text("".join(json.dumps(r) + "\n" for r in self.state["history"]))
 
     def _set_lr(self, lr: float) -> None:
         self.state["lr"] = lr
@@ -381,11 +429,13 @@ class Trainer:
     def _step(self, batch: Any) -> None:
         """One optimisation step; accumulates the epoch's running sums."""
         state, sums = self.state, self.state["sums"]
-        terms = self.model(move_to_device(batch, self.device), n_samples=self.config.train_samples)
+        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.config.amp):
+            terms = self.parallel_model(move_to_device(batch, self.device), n_samples=self.config.train_samples)
         kl_weight = self._kl_weight()
-        loss = (terms.recon + kl_weight * terms.kl).mean()
+        loss = (terms.recon.float() + kl_weight * terms.kl.float()).mean()
         loss_value = loss.item()
-        if not math.isfinite(loss_value):
+        # All processes stop together: a NaN on any of them is a NaN for all.
+        if not math.isfinite(self._all_sum([loss_value])[0]):
             raise NonFiniteLossError(
                 f"the training loss became {loss_value} at epoch {state['epoch'] + 1}, step "
                 f"{state['step_in_epoch'] + 1} (global step {state['global_step'] + 1}, lr {state['lr']:.3g}). "
@@ -407,6 +457,14 @@ class Trainer:
         state["global_step"] += 1
 
     def _validate(self) -> dict[str, float]:
+        valid = self._validate_here()
+        if self.world_size > 1:  # the processes' sampling noise differs: rank 0's numbers decide for all
+            shared = [valid]
+            dist.broadcast_object_list(shared, src=0)
+            valid = shared[0]
+        return valid
+
+    def _validate_here(self) -> dict[str, float]:
         terms = elbo_terms(self.model, self.valid_batches.epoch(), self.config.valid_samples)
         bound = terms["recon"] + terms["kl"]
         if not bool(torch.isfinite(bound).all()):
@@ -426,6 +484,11 @@ class Trainer:
     def _end_epoch(self, started: tuple[float, float]) -> None:
         """Validate, update the early-stopping state, checkpoint and log (``started``: see :meth:`_clock`)."""
         state, sums, config = self.state, self.state["sums"], self.config
+        started = self._clock(started)
+        if self.world_size > 1:
+            keys = [k for k in sums if k != "seconds"]
+            sums.update(zip(keys, self._all_sum([sums[k] for k in keys])))
+        train_seconds = sums["seconds"]
         valid = self._validate()
         self._clock(started)
         score = math.log(valid["valid_ppl_corpus"])  # negative ELBO per validation token
@@ -440,13 +503,15 @@ class Trainer:
             "train_recon": sums["recon"] / sums["examples"],
             "train_kl": sums["kl"] / sums["examples"],
             "train_ppl_corpus": perplexity((sums["recon"] + sums["kl"]) / sums["tokens"]),
+            "tokens_per_second": sums["tokens"] / train_seconds if train_seconds > 0 else math.nan,
             **valid,
             "best": improved,
             "seconds": sums["seconds"],
         }
         if improved:
             state.update(best_score=score, best_epoch=epoch, bad_epochs=0)
-            _atomic_save(self.model.state_dict(), self.best_path)
+            if self.rank == 0:
+                _atomic_save(self.model.state_dict(), self.best_path)
         else:
             state["bad_epochs"] += 1
             if config.lr_decay != 1.0:
@@ -458,12 +523,16 @@ class Trainer:
         elif epoch >= config.max_epochs:
             state["stop_reason"] = "max epochs"
         self._save_last()
-        with self.metrics_path.open("a") as handle:
-            handle.write(json.dumps(record) + "\n")
+        if self.rank == 0:
+            with self.metrics_path.open("a") as handle:
+                handle.write(json.dumps(record) + "\n")
+        if self.world_size > 1:
+            dist.barrier()  # best.pt and last.pt are on disk before any process reads them
         self.log(
             f"epoch {epoch:3d} | loss {record['train_loss']:8.2f} (kl {record['train_kl']:6.2f}) | valid ppl "
             f"{valid['valid_ppl_corpus']:7.1f} corpus, {valid['valid_ppl_per_doc']:7.1f} per doc | lr "
-            f"{record['lr']:.3g} | {record['seconds']:5.1f}s{' *' if improved else ''}"
+            f"{record['lr']:.3g} | {record['tokens_per_second']:7.0f} tok/s | {record['seconds']:5.1f}s"
+            f"{' *' if improved else ''}"
         )
 
     def fit(self, resume: bool = False) -> FitResult:
@@ -489,10 +558,11 @@ class Trainer:
         elif self.last_path.exists():
             raise CheckpointError(f"{self.last_path} exists: pass resume=True (--resume) or use a new run directory")
         else:
-            self.metrics_path.write_text("")
+            if self.rank == 0:
+                self.metrics_path.write_text("")
             # The run's random stream (sampling, dropout) depends on the seed alone, not on whatever
-            # consumed the global generator before (such as building the model).
-            seed_everything(derive_seed(self.config.seed, 1))
+            # consumed the global generator before (such as building the model); each process has its own.
+            seed_everything(derive_seed(self.config.seed, 1, *([self.rank] if self.world_size > 1 else [])))
         state, config = self.state, self.config
         if state["stop_reason"] is None and state["epoch"] >= config.max_epochs:
             state["stop_reason"] = "max epochs"  # a resume with a smaller max_epochs
@@ -503,7 +573,7 @@ class Trainer:
                 self.model.train()
                 started = (time.perf_counter(), time.process_time())
                 progress = _Progress(
-                    config.progress,
+                    config.progress and self.rank == 0,
                     len(self.train_batches),
                     state["step_in_epoch"],
                     f"epoch {state['epoch'] + 1}",
@@ -513,6 +583,8 @@ class Trainer:
                         self._step(batch)
                         sums = state["sums"]
                         progress.update(loss=sums["loss"] / sums["examples"])
+                        if self.world_size > 1:  # a signal reaches the processes at different steps
+                            interrupt.requested = self._all_sum([float(interrupt.requested)])[0] > 0
                         if interrupt.requested or (
                             config.checkpoint_every and state["global_step"] % config.checkpoint_every == 0
                         ):

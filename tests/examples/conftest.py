@@ -58,3 +58,29 @@ def _restore_global_torch_state() -> Iterator[None]:
 def tiny_corpora() -> tuple[BowCorpus, BowCorpus]:
     """(train, valid): 96 and 32 two-topic documents over 40 words."""
     return random_corpus(96, 40, seed=1), random_corpus(32, 40, seed=2)
+
+
+def write_sentence_corpus(directory: Path, seed: int = 0, sizes: tuple[int, int, int] = (160, 40, 40)) -> Path:
+    """PTB-format ``train/valid/test.txt`` in ``directory``: sentences of 3 to 12 words, each drawn from one of
+    two disjoint word sets (so that a latent code has something to carry), from a seeded generator."""
+    gen = torch.Generator().manual_seed(seed)
+    words = [[f"a{i}" for i in range(12)], [f"b{i}" for i in range(12)]]
+    directory.mkdir(parents=True, exist_ok=True)
+    for split, n in zip(("train", "valid", "test"), sizes):
+        lines = []
+        for s in range(n):
+            length = int(torch.randint(3, 13, (), generator=gen))
+            ids = torch.randint(0, 12, (length,), generator=gen).tolist()
+            lines.append(" ".join(words[s % 2][i] for i in ids))
+        (directory / f"{split}.txt").write_text("\n".join(lines) + "\n")
+    return directory
+
+
+def shared_data(name: str) -> Path:
+    """``shared/data/name`` beside the repository (or at /work/shared/data), or skip the test: the Yelp and
+    Yahoo files are not shipped with the examples."""
+    repository = Path(__file__).resolve().parents[2]
+    for root in (repository.parent / "shared" / "data", Path("/work/shared/data")):
+        if (root / name).is_dir():
+            return root / name
+    pytest.skip(f"data set {name} not found next to the repository")
