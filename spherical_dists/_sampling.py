@@ -14,16 +14,14 @@ backend is ``"auto"``; :func:`set_sampler_backend` forces the pure-torch path.
 from __future__ import annotations
 
 import math
-import os
-import threading
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from typing import Literal
 
 import torch
 from torch import Tensor
 
 from ._marginal import _select, sample_marginal
+from ._threads import thread_pool
 
 __all__ = ["set_sampler_backend", "get_sampler_backend"]
 
@@ -68,20 +66,6 @@ def _use_triton(t: Tensor) -> bool:
 
 # ---------------------------------------------------------------------------- random numbers
 
-_pool: ThreadPoolExecutor | None = None
-_pool_pid = -1
-_pool_lock = threading.Lock()
-
-
-def _thread_pool() -> ThreadPoolExecutor:
-    global _pool, _pool_pid
-    with _pool_lock:
-        if _pool is None or _pool_pid != os.getpid():  # a forked child starts without threads
-            _pool = ThreadPoolExecutor(max_workers=torch.get_num_threads(), thread_name_prefix="spherical_dists")
-            _pool_pid = os.getpid()
-        return _pool
-
-
 def _start_normal_fill(out: Tensor, generator: torch.Generator | None) -> Callable[[], None]:
     """Begin filling ``out`` (2-D, contiguous) with standard normals; call the result to wait.
 
@@ -103,7 +87,7 @@ def _start_normal_fill(out: Tensor, generator: torch.Generator | None) -> Callab
         part = out[bounds[i] : bounds[i + 1]]
         torch.randn(part.shape, dtype=out.dtype, generator=torch.Generator().manual_seed(seeds[i]), out=part)
 
-    futures = [_thread_pool().submit(fill, i) for i in range(workers)]
+    futures = [thread_pool().submit(fill, i) for i in range(workers)]
     return lambda: [future.result() for future in futures] and None
 
 

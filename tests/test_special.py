@@ -104,6 +104,27 @@ def test_both_dispatch_strategies_agree() -> None:
         torch.testing.assert_close(g, m, rtol=4 * EPS64, atol=0.0, equal_nan=True)
 
 
+
+def test_threaded_chunks_match_one_thread(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Chunks spread over worker threads give bit-identical results to one thread, and the
+    gradient mode of the caller is respected (the workers run without autograd)."""
+    monkeypatch.setattr(_bessel, "_CHUNK", 64)  # many chunks from a small input
+    gen = torch.Generator().manual_seed(3)
+    v = torch.exp(torch.rand(5000, generator=gen, dtype=torch.float64) * 11.5) - 1.0
+    x = torch.exp(torch.rand(5000, generator=gen, dtype=torch.float64) * 20.0 - 3.0).requires_grad_()
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        serial = log_iv(v, x)
+        torch.set_num_threads(2)
+        threaded = log_iv(v, x)
+    finally:
+        torch.set_num_threads(threads)
+    assert torch.equal(serial, threaded)
+    (grad,) = torch.autograd.grad(threaded.sum(), x)
+    torch.testing.assert_close(grad, iv_ratio(v, x.detach()) + v / x.detach(), rtol=1e-13, atol=0.0)
+
+
 # ---------------------------------------------------------------- hypothesis against mpmath
 
 orders = st.one_of(st.just(0.0), st.floats(-3, 5).map(lambda e: 10.0**e))
