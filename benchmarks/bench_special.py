@@ -4,8 +4,9 @@ For each region of the (v, x) plane, random points (seeded) are evaluated by bot
 the same float64 inputs. Accuracy is the mixed error ``|value - ref| / max(|ref|, 1)`` against
 mpmath at 50 digits (the test suite's reference, ``tests/mpmath_reference.py``); scipy's value
 is ``log(ive(v, x)) + x``, and the share of its results that are not finite is reported. The
-throughput is elements per second on one million points per region (median of repeats), CPU
-float64, and on CUDA when one is present.
+throughput is elements per second on one million points per region, CPU float64 (median of
+repeats, ours at torch's thread count and at one thread, interleaved with scipy's calls, which
+run on one thread), and on CUDA when one is present.
 
     python benchmarks/bench_special.py [--accuracy-points 200] [--size 1000000] [--json out.json]
 """
@@ -15,6 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import platform
 import subprocess
 import sys
@@ -81,28 +83,52 @@ def _accuracy(sampler: Sampler, points: int, seed: int) -> dict[str, float]:
     }
 
 
-def _time(fn: Callable[[], object], repeats: int, sync: Callable[[], None] = lambda: None) -> float:
-    fn()
-    sync()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
+def _interleaved(fns: dict[str, Callable[[], object]], repeats: int) -> dict[str, float]:
+    """Median seconds per call of each function, the calls interleaved round-robin so that a
+    change of machine speed during the run hits every function alike (one untimed warm-up each)."""
+    for fn in fns.values():
         fn()
-        sync()
-        times.append(time.perf_counter() - start)
-    return float(np.median(times))
+    times: dict[str, list[float]] = {name: [] for name in fns}
+    for _ in range(repeats):
+        for name, fn in fns.items():
+            start = time.perf_counter()
+            fn()
+            times[name].append(time.perf_counter() - start)
+    return {name: float(np.median(t)) for name, t in times.items()}
+
+
+def _one_thread(fn: Callable[[], object]) -> Callable[[], object]:
+    def call() -> object:
+        threads = torch.get_num_threads()
+        torch.set_num_threads(1)
+        try:
+            return fn()
+        finally:
+            torch.set_num_threads(threads)
+
+    return call
 
 
 def _throughput(sampler: Sampler, size: int, repeats: int, seed: int) -> dict[str, float]:
     v, x = sampler(np.random.default_rng(seed), size)
     vt, xt = torch.from_numpy(v), torch.from_numpy(x)
-    out = {
-        "ours_cpu_per_s": size / _time(lambda: log_iv(vt, xt), repeats),
-        "scipy_cpu_per_s": size / _time(lambda: _scipy_log_iv(v, x), repeats),
-    }
+    seconds = _interleaved(
+        {
+            "ours_cpu_per_s": lambda: log_iv(vt, xt),
+            "ours_cpu_1thread_per_s": _one_thread(lambda: log_iv(vt, xt)),
+            "scipy_cpu_per_s": lambda: _scipy_log_iv(v, x),
+        },
+        repeats,
+    )
+    out = {name: size / s for name, s in seconds.items()}
     if torch.cuda.is_available():
         vc, xc = vt.cuda(), xt.cuda()
-        out["ours_cuda_per_s"] = size / _time(lambda: log_iv(vc, xc), repeats, torch.cuda.synchronize)
+
+        def on_cuda() -> None:
+            log_iv(vc, xc)
+            torch.cuda.synchronize()
+
+        out["ours_cuda_per_s"] = size / _interleaved({"cuda": on_cuda}, repeats)["cuda"]
     return out
 
 
@@ -111,9 +137,12 @@ def _machine() -> dict[str, object]:
         commit = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True).stdout.strip()
     except (OSError, subprocess.CalledProcessError):
         commit = "unknown"
+    dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], capture_output=True, text=True)
     return {
         "command": " ".join(sys.argv),
         "commit": commit,
+        "uncommitted_changes": bool(dirty.stdout.strip()) if dirty.returncode == 0 else None,
+        "load_average_at_end": list(os.getloadavg()),
         "python": platform.python_version(),
         "torch": torch.__version__,
         "scipy": scipy.__version__,
@@ -127,7 +156,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--accuracy-points", type=int, default=200, help="mpmath-checked points per region")
     parser.add_argument("--size", type=int, default=1_000_000, help="elements per region for the timing")
-    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--repeats", type=int, default=9)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json", type=Path, help="also write the results here")
     args = parser.parse_args()
@@ -142,7 +171,7 @@ def main() -> None:
 
     header = (
         f"{'region':30s} {'ours max err':>12s} {'scipy max err':>13s} {'scipy non-finite':>16s} "
-        f"{'ours Melem/s':>12s} {'scipy Melem/s':>13s} {'ratio':>6s}"
+        f"{'ours Melem/s':>12s} {'scipy Melem/s':>13s} {'ratio':>6s} {'1 thread':>8s}"
     )
     print(header)
     print("-" * len(header))
@@ -150,7 +179,7 @@ def main() -> None:
         print(
             f"{r['region']:30s} {r['ours_max_err']:12.2e} {r['scipy_max_err_where_finite']:13.2e} "
             f"{100 * r['scipy_nonfinite']:15.1f}% {r['ours_cpu_per_s'] / 1e6:12.2f} {r['scipy_cpu_per_s'] / 1e6:13.2f} "
-            f"{r['ours_cpu_per_s'] / r['scipy_cpu_per_s']:6.2f}"
+            f"{r['ours_cpu_per_s'] / r['scipy_cpu_per_s']:6.2f} {r['ours_cpu_1thread_per_s'] / r['scipy_cpu_per_s']:8.2f}"
             + (f"  cuda {r['ours_cuda_per_s'] / 1e6:.1f} Melem/s" if "ours_cuda_per_s" in r else "")
         )
     if args.json:

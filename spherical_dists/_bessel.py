@@ -143,7 +143,11 @@ def _debye(nu: Tensor, x: Tensor, terms: int = _DEBYE_TERMS) -> Parts:
     # below (only x >= 50 reaches here) G is large and F - F(0) is exact enough.
     r_minus_nu = x * x / (r + nu)
     g = r_minus_nu - nu * torch.log1p(r_minus_nu / (2.0 * nu)) - 0.5 * torch.log1p(r_minus_nu / nu) + log_sum_u
-    g = torch.where(nu >= DEBYE_MIN_ORDER, g + _binet(nu), f - _log_iv_minus_v_log_x_at_zero(nu))
+    high = nu >= DEBYE_MIN_ORDER
+    if x.device.type == "cpu" and not torch.compiler.is_compiling() and bool(high.all()):
+        g = g + _binet(nu)  # the usual case on CPU: skip the other branch and its lgamma
+    else:
+        g = torch.where(high, g + _binet(nu), f - _log_iv_minus_v_log_x_at_zero(nu))
     # 1 - A = (nu + (r - x) + x (1 - correction)) / (nu + r), every term positive-definite in size.
     one_minus_a = (nu + nu * nu / (r + x) + x * (1.0 + p) * sum_r / sum_u) / (nu + r)
     return f, e, x * a_over_x, a_over_x, g, one_minus_a
