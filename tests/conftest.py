@@ -28,3 +28,11 @@ requires_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs 
 @pytest.fixture(autouse=True)
 def _seed() -> None:
     torch.manual_seed(0)
+
+
+@pytest.fixture(autouse=True)
+def _default_validation() -> None:
+    """Every test starts with torch's default of validated arguments: the first ``torch.compile``
+    in the process turns it off for good (``torch._dynamo`` patches
+    ``Distribution.set_default_validate_args(False)``), which would make later tests order-dependent."""
+    torch.distributions.Distribution.set_default_validate_args(True)
