@@ -62,9 +62,10 @@ _LOG_2 = math.log(2.0)
 # element (2 threads, log-uniform v and x: 4.0 Melem/s at 2^15, 5.5 at 2^16, 6.9 at 2^18).
 _CHUNK = 1 << 18
 # Each region's formulas then run on pieces of at most this many elements, whose temporaries
-# (256 KiB in float64) stay in cache: 1.2-1.5x faster than whole chunks, measured interleaved
-# over four regions on 2 threads (2^14 and 2^16 in between).
-_PIECE = 1 << 15
+# (512 KiB in float64) stay near the cache: 1.05-1.5x faster than whole chunks over the seven
+# regions of benchmarks/bench_special.py (2 threads, interleaved A/B); 2^15 and 2^17 are within
+# the noise of it, 2^14 is slower.
+_PIECE = 1 << 16
 
 Parts = tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]  # (F, E, A, A / x, G, 1 - A)
 
