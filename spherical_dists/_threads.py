@@ -27,6 +27,8 @@ def thread_pool() -> ThreadPoolExecutor:
     with _pool_lock:
         threads = torch.get_num_threads()
         if _pool is None or _pool_pid != os.getpid() or _pool_size != threads:
+            if _pool is not None and _pool_pid == os.getpid():
+                _pool.shutdown(wait=False)  # its idle threads exit; queued work still runs
             _pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="spherical_dists")
             _pool_pid, _pool_size = os.getpid(), threads
         return _pool
