@@ -17,7 +17,11 @@ to full relative precision near :math:`\kappa = 0`, where the KL behaves as :mat
 
 The vMF-vMF form is the Bregman divergence of the convex :math:`G` plus a term that vanishes
 with :math:`\mu_1 - \mu_2` (using :math:`1 - \mu_1^\top\mu_2 = \lVert \mu_1 - \mu_2 \rVert^2 / 2`),
-so it is non-negative by construction and exactly 0 for identical arguments.
+so it is non-negative by construction and exactly 0 for identical arguments. It is evaluated in
+float64 (then cast to the parameters' dtype), and at large concentrations in the equivalent form
+:math:`L(\kappa_1) - L(\kappa_2) - (1 - A_p(\kappa_1))(\kappa_1 - \kappa_2)` with
+:math:`L = \log C_p + \kappa`, which has no term of size :math:`\kappa`: relative error below
+1e-13 (checked against mpmath up to :math:`\kappa = 10^{20}`).
 """
 
 from __future__ import annotations
@@ -29,7 +33,7 @@ from torch.distributions import register_kl
 from . import power_spherical as _power_spherical
 from .hyperspherical_uniform import HypersphericalUniform, log_sphere_area
 from .power_spherical import PowerSpherical
-from .special import _vmf_terms, vmf_log_normalizer_gap, vmf_mean_resultant_length
+from .special import _vmf_terms, vmf_log_normalizer_gap
 from .von_mises_fisher import VonMisesFisher
 
 __all__: list[str] = []
@@ -64,11 +68,20 @@ def _kl_uniform_vmf(p: HypersphericalUniform, q: VonMisesFisher) -> Tensor:
 @register_kl(VonMisesFisher, VonMisesFisher)
 def _kl_vmf_vmf(p: VonMisesFisher, q: VonMisesFisher) -> Tensor:
     dim = _check_same_dim(p, q)
-    k1, k2 = p.concentration, q.concentration
-    a1 = vmf_mean_resultant_length(dim, k1)
-    bregman = vmf_log_normalizer_gap(dim, k2) - vmf_log_normalizer_gap(dim, k1) - a1 * (k2 - k1)
-    direction = 0.5 * a1 * k2 * (p.loc - q.loc).pow(2).sum(-1)
-    return bregman + direction
+    dtype = torch.promote_types(p.concentration.dtype, q.concentration.dtype)
+    # In float64 whatever the dtype: at large kappa the terms are far larger than their sum.
+    k1, k2 = p.concentration.to(torch.float64), q.concentration.to(torch.float64)
+    t1, t2 = _vmf_terms(dim, k1), _vmf_terms(dim, k2)
+    # The Bregman part log C(k1) - log C(k2) - A1 (k2 - k1), two exact ways: with G = log C(0) - log C,
+    # G2 - G1 - A1 (k2 - k1) (relative precision at small kappa, where every term is ~ kappa^2), and
+    # with L = log C + kappa and 1 - A1, L1 - L2 - (1 - A1) (k1 - k2) (no term of size kappa, for
+    # large kappa); the one whose terms are smaller is used, as in the KL to the uniform.
+    small_terms = (t2.gap, -t1.gap, -t1.mean_length * (k2 - k1))
+    large_terms = (t1.log_c_plus_kappa, -t2.log_c_plus_kappa, -t1.one_minus_mean_length * (k1 - k2))
+    use_small = (sum(t.abs() for t in small_terms) <= sum(t.abs() for t in large_terms)).detach()
+    bregman = torch.where(use_small, sum(small_terms), sum(large_terms))
+    direction = 0.5 * t1.mean_length * k2 * (p.loc - q.loc).pow(2).sum(-1).to(torch.float64)
+    return (bregman + direction).to(dtype)
 
 
 @register_kl(HypersphericalUniform, HypersphericalUniform)
