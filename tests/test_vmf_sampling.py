@@ -177,3 +177,48 @@ def test_per_row_parameters() -> None:
     w = (z * mu).sum(-1)
     se = w.std(dim=0) / math.sqrt(draws)
     assert ((w.mean(dim=0) - vmf_mean_resultant_length(p, kappa)).abs() <= Z_BOUND * se + 1e-12).all()
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, F64])
+def test_covariance_matches_mpmath_at_every_concentration(dtype: torch.dtype) -> None:
+    """Cov[z] = (A/kappa)(I - mu mu^T) + Var[w] mu mu^T with Var[w] = 1 - A^2 - (p - 1) A / kappa,
+    against mpmath at 50 digits, including kappa = 1e8 where Var[w] ~ (p - 1) / (2 kappa^2) is a
+    tiny difference of terms of size (p - 1) / kappa (relative error ~ kappa * 1e-16 in float64)."""
+    import mpmath as mp
+
+    from . import mpmath_reference as ref
+
+    p = 3
+    kappas = [0.0, 1e-3, 1.0, 50.0, 1e4, 1e6, 1e8]
+    loc = torch.nn.functional.normalize(torch.tensor([0.3, -0.5, 0.8], dtype=F64), dim=-1)
+    dist = VonMisesFisher(loc.to(dtype).expand(len(kappas), p), torch.tensor(kappas, dtype=dtype))
+    cov = dist.covariance_matrix.to(F64)
+    mu = dist.loc.to(F64)
+    for i, kappa in enumerate(kappas):
+        with mp.workdps(60):
+            k = mp.mpf(float(torch.tensor(kappa, dtype=dtype)))
+            if k == 0:
+                a, var_w = mp.mpf(1) / p, mp.mpf(1) / p
+            else:
+                big_a = ref.iv_ratio(p / 2 - 1, k)
+                a, var_w = big_a / k, 1 - big_a**2 - (p - 1) * big_a / k
+        outer = torch.outer(mu[i], mu[i])
+        expected = float(a) * (torch.eye(p, dtype=F64) - outer) + float(var_w) * outer
+        rtol = 8 * torch.finfo(torch.float32).eps if dtype == torch.float32 else max(1e-13, 4 * kappa * 1e-16)
+        scale = float(a) + float(var_w)  # entries of mu mu^T-rounding size are judged against it
+        torch.testing.assert_close(cov[i], expected, rtol=rtol, atol=rtol * scale)
+        torch.testing.assert_close(dist.variance[i].to(F64), torch.diagonal(expected), rtol=rtol, atol=rtol * scale)
+        assert (dist.variance[i] > 0).all()
+
+
+def test_covariance_matches_sample_covariance() -> None:
+    """The closed form against 2e5 draws (p = 5, kappa = 4): each entry within 5 standard errors."""
+    gen = torch.Generator().manual_seed(11)
+    loc = torch.nn.functional.normalize(torch.tensor([1.0, -2.0, 0.5, 0.0, 1.5], dtype=F64), dim=-1)
+    dist = VonMisesFisher(loc, torch.tensor(4.0, dtype=F64))
+    z = dist.sample((200_000,), generator=gen)
+    centred = z - z.mean(0)
+    products = centred.unsqueeze(-1) * centred.unsqueeze(-2)
+    sample_cov = products.mean(0)
+    standard_error = products.std(0) / math.sqrt(z.shape[0])
+    assert ((sample_cov - dist.covariance_matrix).abs() <= 5 * standard_error + 1e-12).all()
