@@ -64,7 +64,8 @@ def _eager_cpu(t: Tensor) -> bool:
 
 
 def _uniform(shape: tuple[int, ...], like: Tensor, generator: torch.Generator | None) -> Tensor:
-    return torch.rand(shape, dtype=torch.float64, device=like.device, generator=generator)
+    # In-place fills: torch.rand(size, generator=...) fails on symbolic sizes under torch.compile.
+    return torch.empty(shape, dtype=torch.float64, device=like.device).uniform_(generator=generator)
 
 
 def _select(mask: Tensor, if_true: Tensor, if_false: Tensor) -> Tensor:
@@ -84,7 +85,7 @@ def _inverse_cdf_3d(kappa: Tensor, generator: torch.Generator | None) -> tuple[T
     1e-30, where both forms are exact to rounding (1 - w = 2 (1 - u)).
     """
     # Drawn in kappa's dtype: mixing a float64 u with float32 kappa would cost a cast per operation.
-    q = torch.rand(kappa.shape, dtype=kappa.dtype, device=kappa.device, generator=generator)  # 1 - u
+    q = torch.empty_like(kappa).uniform_(generator=generator)  # 1 - u
     k = kappa.clamp_min(1e-30)
     right = (q <= torch.sigmoid(k)).to(kappa.dtype)
     clamp = 80.0 if kappa.dtype == torch.float32 else 700.0

@@ -78,7 +78,7 @@ def _start_normal_fill(out: Tensor, generator: torch.Generator | None) -> Callab
     serial = torch.compiler.is_compiling() or out.device.type != "cpu" or out.numel() < _PARALLEL_NORMALS
     workers = 1 if serial else torch.get_num_threads()
     if workers < 2:
-        torch.randn(out.shape, dtype=out.dtype, device=out.device, generator=generator, out=out)
+        out.normal_(generator=generator)  # not randn(out=): that fails under dynamic shapes in torch.compile
         return lambda: None
     seeds = torch.randint(0, 2**62, (workers,), generator=generator).tolist()
     bounds = [round(i * out.shape[0] / workers) for i in range(workers + 1)]
@@ -92,7 +92,8 @@ def _start_normal_fill(out: Tensor, generator: torch.Generator | None) -> Callab
 
 
 def _uniform(shape: tuple[int, ...], like: Tensor, generator: torch.Generator | None) -> Tensor:
-    return torch.rand(shape, dtype=like.dtype, device=like.device, generator=generator)
+    # In-place fills: torch.rand(size, generator=...) fails on symbolic sizes under torch.compile.
+    return torch.empty(shape, dtype=like.dtype, device=like.device).uniform_(generator=generator)
 
 
 # ---------------------------------------------------------------------------- tangent directions
@@ -114,7 +115,7 @@ def _finish_tangent(g: Tensor, mu: Tensor, scale: Tensor) -> None:
 
 def _tangent_2d(mu: Tensor, generator: torch.Generator | None) -> Tensor:
     """p = 2: the orthogonal "sphere" is two points, +-(mu rotated by 90 degrees)."""
-    sign = torch.randint(0, 2, (mu.shape[0],), device=mu.device, generator=generator).to(mu.dtype).mul_(2.0).sub_(1.0)
+    sign = (_uniform((mu.shape[0],), mu, generator) >= 0.5).to(mu.dtype).mul_(2.0).sub_(1.0)
     return sign.unsqueeze(-1) * torch.stack([-mu[:, 1], mu[:, 0]], dim=-1)
 
 
@@ -131,11 +132,12 @@ def _assemble_3d(mu: Tensor, w: Tensor, s: Tensor, generator: torch.Generator | 
     phi = _uniform((mu.shape[0],), mu, generator).mul_(2.0 * math.pi)
     c, d = s * torch.cos(phi), s * torch.sin(phi)
     sign_c = sign * c
-    out = torch.empty_like(mu)
-    torch.add(w * x + c + sign_c * (x * x * a), d * b, out=out[:, 0])
-    torch.add(w * y + sign_c * b, d * (sign + y * y * a), out=out[:, 1])
-    torch.sub(w * z - sign_c * x, d * y, out=out[:, 2])
-    return out
+    columns = (
+        w * x + c + sign_c * (x * x * a) + d * b,
+        w * y + sign_c * b + d * (sign + y * y * a),
+        w * z - sign_c * x - d * y,
+    )
+    return torch.stack(columns, dim=-1)
 
 
 # ---------------------------------------------------------------------------- entry points

@@ -112,7 +112,7 @@ class HypersphericalUniform(Distribution):
         """Normalised standard Gaussians, shape ``sample_shape + batch_shape + (p,)`` (no parameters
         to differentiate); ``generator`` as in :meth:`VonMisesFisher.rsample`."""
         shape = self._extended_shape(torch.Size(sample_shape))
-        gaussian = torch.randn(shape, dtype=self._dtype, device=self._device, generator=generator)
+        gaussian = torch.empty(shape, dtype=self._dtype, device=self._device).normal_(generator=generator)
         return torch.nn.functional.normalize(gaussian, dim=-1)
 
     def sample(

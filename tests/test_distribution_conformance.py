@@ -336,18 +336,30 @@ def test_reproducible_with_seed_and_generator(cls) -> None:  # type: ignore[no-u
     assert torch.equal(c, d) and not torch.equal(a, c)
 
 
-def test_rsample_compiles_fullgraph() -> None:
-    loc = _unit(3, 6, dtype=torch.float32).requires_grad_()
-    kappa = torch.tensor([1.0, 30.0, 1e4], requires_grad=True)
+@pytest.mark.parametrize("p", [2, 3, 6])
+def test_rsample_and_sample_compile_fullgraph(p: int) -> None:
+    """Both draws compile without graph breaks, also once torch.compile has made the batch size
+    dynamic (a second call with another size recompiles with symbolic shapes)."""
 
     def draw(loc: torch.Tensor, kappa: torch.Tensor) -> torch.Tensor:
         return VonMisesFisher(loc, kappa, validate_args=False).rsample((8,))
 
-    z = torch.compile(draw, fullgraph=True, backend="aot_eager")(loc, kappa)
-    assert z.shape == (8, 3, 6)
-    torch.testing.assert_close(z.norm(dim=-1), torch.ones(8, 3))
-    z.sum().backward()
-    assert torch.isfinite(kappa.grad).all() and torch.isfinite(loc.grad).all()
+    def draw_no_grad(loc: torch.Tensor, kappa: torch.Tensor) -> torch.Tensor:
+        return VonMisesFisher(loc, kappa, validate_args=False).sample((8,))
+
+    compiled = torch.compile(draw, fullgraph=True, backend="aot_eager")
+    compiled_no_grad = torch.compile(draw_no_grad, fullgraph=True, backend="aot_eager")
+    for n in (3, 5):
+        loc = _unit(n, p, dtype=torch.float32).requires_grad_()
+        kappa = torch.tensor([1.0, 30.0, 1e4, 0.0, 5.0][:n], requires_grad=True)
+        z = compiled(loc, kappa)
+        assert z.shape == (8, n, p)
+        torch.testing.assert_close(z.norm(dim=-1), torch.ones(8, n))
+        z.sum().backward()
+        assert torch.isfinite(kappa.grad).all() and torch.isfinite(loc.grad).all()
+        z = compiled_no_grad(loc.detach(), kappa.detach())
+        assert z.shape == (8, n, p) and not z.requires_grad
+        torch.testing.assert_close(z.norm(dim=-1), torch.ones(8, n))
 
 
 @pytest.mark.parametrize("cls", [VonMisesFisher, PowerSpherical])
