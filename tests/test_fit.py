@@ -56,7 +56,11 @@ def test_matches_scipy(p: int) -> None:
             continue
         loc, kappa_hat = fit_von_mises_fisher(x)
         torch.testing.assert_close(loc, theirs[0], rtol=0, atol=1e-13)
-        assert abs(kappa_hat.item() - theirs[1]) <= 1e-10 * theirs[1] + SCIPY_XTOL, (p, kappa, kappa_hat, theirs[1])
+        # scipy forms 1 - R by subtraction, so its kappa carries a relative error of about
+        # eps / (1 - R) ~ 2 kappa eps / (p - 1) (1e-10 at kappa 1e5, p = 2; ours is checked against
+        # mpmath to 1e-12 below): the comparison allows for it.
+        rtol = 1e-10 + 4 * torch.finfo(F64).eps * theirs[1]
+        assert abs(kappa_hat.item() - theirs[1]) <= rtol * theirs[1] + SCIPY_XTOL, (p, kappa, kappa_hat, theirs[1])
         compared += 1
     assert compared >= 4
 
