@@ -59,7 +59,8 @@ _LOG_2PI = math.log(2 * math.pi)
 _LOG_2 = math.log(2.0)
 # Elements per chunk on CPU, the unit spread over the worker threads of ``_threads``: the region
 # masks and the gather/scatter run once per chunk, so smaller chunks pay more fixed costs per
-# element (2 threads, log-uniform v and x: 4.0 Melem/s at 2^15, 5.5 at 2^16, 6.9 at 2^18).
+# element (2 threads, log-uniform v and x, before the pieces below: 4.0 Melem/s at 2^15, 5.5 at
+# 2^16, 6.9 at 2^18).
 _CHUNK = 1 << 18
 # Each region's formulas then run on pieces of at most this many elements, whose temporaries
 # (512 KiB in float64) stay near the cache: 1.05-1.5x faster than whole chunks over the seven
