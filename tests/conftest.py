@@ -35,4 +35,4 @@ def _default_validation() -> None:
     """Every test starts with torch's default of validated arguments: the first ``torch.compile``
     in the process turns it off for good (``torch._dynamo`` patches
     ``Distribution.set_default_validate_args(False)``), which would make later tests order-dependent."""
-    torch.distributions.Distribution.set_default_validate_args(True)
+    torch.distributions.Distribution.set_default_validate_args(__debug__)  # torch's own default
