@@ -1,13 +1,18 @@
 r"""Modified Bessel function of the first kind in log space, for real order v >= 0 and x >= 0.
 
-Everything is computed in float64 from three quantities that are free of cancellation:
+Everything is computed in float64 from quantities that are free of cancellation:
 
 * ``F = log I_v(x) - v log x``, finite on [0, inf) (``F(v, 0) = -v log 2 - lgamma(v + 1)``);
 * ``E = log I_v(x) - x`` (the log of the exponentially scaled function);
 * ``A = I_{v+1}(x) / I_v(x)``, with ``dF/dx = A``;
 * ``G = F(v, x) - F(v, 0) = log 0F1(; v + 1; x^2 / 4) >= 0``, accurate to relative precision even
   where it is tiny (the KL divergences at small concentration need it);
-* ``1 - A``, accurate to relative precision as A -> 1 (the KL at large concentration needs it).
+* ``1 - A``, accurate to relative precision as A -> 1 (the KL at large concentration needs it);
+* ``log I_v(x)`` itself, as ``F + v log x`` or ``E + x``, whichever has the smaller terms.
+
+Each is computed only when asked for: ``log_iv`` without gradients needs F and E alone, which
+skips the sums of the ratio's expansion, G's log1p terms and every 1 - A (2-3x faster than
+computing all six, benchmarks/bench_special.py).
 
 Regions (r = sqrt(v^2 + x^2)):
 
@@ -68,7 +73,14 @@ _CHUNK = 1 << 18
 # the noise of it, 2^14 is slower.
 _PIECE = 1 << 16
 
-Parts = tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]  # (F, E, A, A / x, G, 1 - A)
+# The quantities the core computes, each only when asked for (see the module docstring):
+# F = log I_v(x) - v log x, E = log I_v(x) - x, A = I_{v+1}(x) / I_v(x), G = F(v, x) - F(v, 0),
+# B = 1 - A, and log I_v(x) itself, formed piece by piece from F and E.
+QUANTITIES = ("f", "e", "a", "g", "b", "log_iv")
+Parts = dict[str, Tensor]
+Want = frozenset[str]
+# What each value at x = inf is (where the formulas are given a finite stand-in).
+_AT_INFINITY = {"f": math.inf, "e": -math.inf, "a": 1.0, "g": math.inf, "b": 0.0, "log_iv": math.inf}
 
 _coefficient_cache: dict[tuple[torch.device, int], Tensor] = {}
 
@@ -114,15 +126,24 @@ def _debye_matrix(device: torch.device, terms: int) -> Tensor:
     return _coefficient_cache[key]
 
 
-def _debye(nu: Tensor, x: Tensor, terms: int = _DEBYE_TERMS) -> Parts:
+def _log_iv_from(v: Tensor, x: Tensor, f: Tensor, e: Tensor) -> Tensor:
+    """log I_v(x) = F + v log x = E + x, from the decomposition whose terms are smaller (less rounding)."""
+    v_log_x = torch.xlogy(v, x)  # 0 at v = 0, even at x = 0
+    use_f = f.abs() + v_log_x.abs() <= e.abs() + x
+    return torch.where(use_f, f + v_log_x, e + x)
+
+
+def _debye(nu: Tensor, x: Tensor, want: Want, terms: int = _DEBYE_TERMS) -> Parts:
     """Debye's expansion at order ``nu`` for 1-D tensors with sqrt(nu^2 + x^2) >= 42.
 
     With r = sqrt(nu^2 + x^2), y = (nu / r)^2 and u = 1 / r, the sums are
     ``sum_k U_k(p) / nu^k = sum_k u^k Q_k(y)`` and ``sum_k W_k(p) / nu^k = -(1 + p) sum_k u^k R_k(y)``
     (p = nu / r), and ``nu * eta - log I_nu``'s other terms are rewritten without dividing by nu.
     At x = 0 the sum of U_k is exp(-mu(nu)) (Stirling's series), which gives G = F(x) - F(0)
-    without subtracting two large numbers.
+    without subtracting two large numbers. Only the quantities in ``want`` are computed (the
+    sums of R_k only for A and 1 - A).
     """
+    need_ratio = "a" in want or "b" in want
     r = torch.hypot(nu, x)
     u = 1.0 / r
     p = nu * u
@@ -131,36 +152,64 @@ def _debye(nu: Tensor, x: Tensor, terms: int = _DEBYE_TERMS) -> Parts:
     y_pow[0] = 1.0
     for j in range(1, terms + 1):
         torch.mul(y_pow[j - 1], y, out=y_pow[j])
-    qr = _debye_matrix(x.device, terms) @ y_pow  # every Q_k(y) and R_k(y) in one small product
+    matrix = _debye_matrix(x.device, terms)
+    qr = (matrix if need_ratio else matrix[: terms + 1]) @ y_pow  # the Q_k(y) (and R_k(y)) in one product
     sum_u = qr[terms]
-    sum_r = qr[2 * terms + 1]
     for j in range(terms - 1, -1, -1):  # Horner in u
         sum_u = torch.addcmul(qr[j], u, sum_u)
-        sum_r = torch.addcmul(qr[terms + 1 + j], u, sum_r)
-    correction = 1.0 - (1.0 + p) * sum_r / sum_u  # 1 + sum W / sum U
     log_sum_u = torch.log(sum_u)
-    common = log_sum_u - 0.5 * (_LOG_2PI + torch.log(r))
-    # nu * eta = r - nu * asinh(nu / x) and nu * eta - nu log x = r - nu log(nu + r).
-    f = r - torch.xlogy(nu, nu + r) + common
-    e = nu * nu / (r + x) - nu * torch.asinh(nu / x) + common
-    a_over_x = correction / (nu + r)
-    # G = (r - nu) - nu log((nu + r) / (2 nu)) - log(r / nu) / 2 + log sum_u + mu(nu), for nu >= 20;
-    # below (only x >= 50 reaches here) G is large and F - F(0) is exact enough.
-    r_minus_nu = x * x / (r + nu)
-    g = r_minus_nu - nu * torch.log1p(r_minus_nu / (2.0 * nu)) - 0.5 * torch.log1p(r_minus_nu / nu) + log_sum_u
+    out: Parts = {}
     high = nu >= DEBYE_MIN_ORDER
-    if x.device.type == "cpu" and not torch.compiler.is_compiling() and bool(high.all()):
-        g = g + _binet(nu)  # the usual case on CPU: skip the other branch and its lgamma
-    else:
-        g = torch.where(high, g + _binet(nu), f - _log_iv_minus_v_log_x_at_zero(nu))
-    # 1 - A = (nu + (r - x) + x (1 - correction)) / (nu + r), every term positive-definite in size.
-    one_minus_a = (nu + nu * nu / (r + x) + x * (1.0 + p) * sum_r / sum_u) / (nu + r)
-    return f, e, x * a_over_x, a_over_x, g, one_minus_a
+    # On CPU the usual case is every order >= 20, where G needs neither F nor lgamma.
+    all_high = x.device.type == "cpu" and not torch.compiler.is_compiling() and bool(high.all())
+    need_f = bool(want & {"f", "log_iv"}) or ("g" in want and not all_high)
+    need_e = bool(want & {"e", "log_iv"})
+    if need_f or need_e:
+        common = log_sum_u - 0.5 * (_LOG_2PI + torch.log(r))
+        # nu * eta = r - nu * asinh(nu / x) and nu * eta - nu log x = r - nu log(nu + r).
+        f = r - torch.xlogy(nu, nu + r) + common if need_f else None
+        e = nu * nu / (r + x) - nu * torch.asinh(nu / x) + common if need_e else None
+        if f is not None and "f" in want:
+            out["f"] = f
+        if e is not None and "e" in want:
+            out["e"] = e
+        if "log_iv" in want:
+            out["log_iv"] = _log_iv_from(nu, x, f, e)  # type: ignore[arg-type]
+    if "g" in want:
+        # G = (r - nu) - nu log((nu + r) / (2 nu)) - log(r / nu) / 2 + log sum_u + mu(nu), for nu >= 20;
+        # below (only x >= 50 reaches here) G is large and F - F(0) is exact enough.
+        r_minus_nu = x * x / (r + nu)
+        g = r_minus_nu - nu * torch.log1p(r_minus_nu / (2.0 * nu)) - 0.5 * torch.log1p(r_minus_nu / nu) + log_sum_u
+        if all_high:
+            out["g"] = g + _binet(nu)
+        else:
+            out["g"] = torch.where(high, g + _binet(nu), f - _log_iv_minus_v_log_x_at_zero(nu))  # type: ignore[operator]
+    if need_ratio:
+        sum_r = qr[2 * terms + 1]
+        for j in range(terms - 1, -1, -1):
+            sum_r = torch.addcmul(qr[terms + 1 + j], u, sum_r)
+        w = (1.0 + p) * sum_r / sum_u  # 1 + sum W / sum U = 1 - w
+        if "a" in want:
+            out["a"] = x * (1.0 - w) / (nu + r)
+        if "b" in want:
+            # 1 - A = (nu + (r - x) + x w) / (nu + r), every term positive-definite in size.
+            out["b"] = (nu + nu * nu / (r + x) + x * w) / (nu + r)
+    return out
 
 
-def _recur_down(at_nu: Parts, nu: Tensor, x: Tensor) -> Parts:
-    """From order nu down to v = nu - 20 by the backward recurrence (needs x > 1)."""
-    f, e, ratio, _, _, _ = at_nu
+def _at_shifted_order(want: Want) -> Want:
+    """What :func:`_recur_down` needs from the expansion at order v + 20 to give ``want``."""
+    need = {"a"}
+    if want & {"f", "g", "log_iv"}:
+        need.add("f")
+    if want & {"e", "log_iv"}:
+        need.add("e")
+    return frozenset(need)
+
+
+def _recur_down(at_nu: Parts, v: Tensor, nu: Tensor, x: Tensor, want: Want) -> Parts:
+    """From order nu = v + 20 down to v by the backward recurrence (needs x > 1)."""
+    ratio = at_nu["a"]
     two_over_x = 2.0 / x
     start = nu * two_over_x
     product = torch.ones_like(x)
@@ -170,16 +219,29 @@ def _recur_down(at_nu: Parts, nu: Tensor, x: Tensor) -> Parts:
         product.mul_(ratio)
     # For x > 1 every ratio is >= 1/83, so the product of 20 cannot underflow.
     log_product = torch.log(product)
-    f = f + _RECURRENCE_STEPS * torch.log(x) - log_product
-    # Here x^2 > v + 1, so G >= 1/4 while |F| and |F(0)| stay below about 60.
-    g = f - _log_iv_minus_v_log_x_at_zero(nu - _RECURRENCE_STEPS)
-    return f, e - log_product, ratio, ratio / x, g, 1.0 - ratio  # A < 0.99 here: 1 - A is exact
+    out: Parts = {}
+    f = at_nu["f"] + _RECURRENCE_STEPS * torch.log(x) - log_product if "f" in at_nu else None
+    e = at_nu["e"] - log_product if "e" in at_nu else None
+    if "f" in want:
+        out["f"] = f  # type: ignore[assignment]
+    if "e" in want:
+        out["e"] = e  # type: ignore[assignment]
+    if "log_iv" in want:
+        out["log_iv"] = _log_iv_from(v, x, f, e)  # type: ignore[arg-type]
+    if "g" in want:
+        # Here x^2 > v + 1, so G >= 1/4 while |F| and |F(0)| stay below about 60.
+        out["g"] = f - _log_iv_minus_v_log_x_at_zero(v)  # type: ignore[operator]
+    if "a" in want:
+        out["a"] = ratio
+    if "b" in want:
+        out["b"] = 1.0 - ratio  # A < 0.99 here: 1 - A is exact
+    return out
 
 
-def _shifted_debye(v: Tensor, x: Tensor) -> Parts:
+def _shifted_debye(v: Tensor, x: Tensor, want: Want) -> Parts:
     """Region 3: Debye at nu = v + 20, then 20 backward recurrence steps."""
     nu = v + _RECURRENCE_STEPS
-    return _recur_down(_debye(nu, x), nu, x)
+    return _recur_down(_debye(nu, x, _at_shifted_order(want)), v, nu, x, want)
 
 
 def _series_terms(ratio: float) -> int:
@@ -192,27 +254,42 @@ def _series_terms(ratio: float) -> int:
     return max(terms, 2)
 
 
-def _series(v: Tensor, x: Tensor, terms: int = _SERIES_TERMS) -> Parts:
+def _series(v: Tensor, x: Tensor, want: Want, terms: int = _SERIES_TERMS) -> Parts:
     """Region 1: power series for x^2 <= v + 1 (positive terms; truncation below 1e-19).
 
     ``terms`` may be lowered by the caller when q / (v + 1) is small for every element (large
     orders at small arguments need only a few)."""
+    need_ratio = "a" in want or "b" in want
     q = 0.25 * x * x
     one = torch.ones_like(x)
     s0, s1 = one, one
     for k in range(terms - 1, 1, -1):
         # s <- 1 + q s / (k (v + k)), Horner from the last term
         s0 = torch.addcdiv(one, q * s0, v + k, value=1.0 / k)
-        s1 = torch.addcdiv(one, q * s1, v + (k + 1.0), value=1.0 / k)
+        if need_ratio:
+            s1 = torch.addcdiv(one, q * s1, v + (k + 1.0), value=1.0 / k)
     s0_minus_1 = q * s0 / (v + 1.0)  # the k = 1 step, kept apart: G = log1p(s0 - 1) exactly
-    s1 = 1.0 + q * s1 / (v + 2.0)
-    s0 = 1.0 + s0_minus_1
     g = torch.log1p(s0_minus_1)
-    f = _log_iv_minus_v_log_x_at_zero(v) + g
-    e = f + torch.xlogy(v, x) - x
-    a_over_x = s1 / (2.0 * (v + 1.0) * s0)
-    a = x * a_over_x
-    return f, e, a, a_over_x, g, 1.0 - a
+    out: Parts = {}
+    if "g" in want:
+        out["g"] = g
+    if want & {"f", "e", "log_iv"}:
+        f = _log_iv_minus_v_log_x_at_zero(v) + g
+        if "f" in want:
+            out["f"] = f
+        log_iv = f + torch.xlogy(v, x)  # F + v log x is exact here: E is derived from it
+        if "log_iv" in want:
+            out["log_iv"] = log_iv
+        if "e" in want:
+            out["e"] = log_iv - x
+    if need_ratio:
+        s1 = 1.0 + q * s1 / (v + 2.0)
+        a = x * s1 / (2.0 * (v + 1.0) * (1.0 + s0_minus_1))
+        if "a" in want:
+            out["a"] = a
+        if "b" in want:
+            out["b"] = 1.0 - a
+    return out
 
 
 def _regions(v: Tensor, x: Tensor) -> tuple[Tensor, Tensor]:
@@ -222,23 +299,23 @@ def _regions(v: Tensor, x: Tensor) -> tuple[Tensor, Tensor]:
     return in_series, in_shifted
 
 
-def _masked(v: Tensor, x: Tensor) -> Parts:
+def _masked(v: Tensor, x: Tensor, want: Want) -> Parts:
     """Every region on every element, selected with torch.where (no data-dependent shapes)."""
     in_series, in_shifted = _regions(v, x)
-    series = _series(v, torch.where(in_series, x, 0.0))
+    series = _series(v, torch.where(in_series, x, 0.0), want)
     # One Debye evaluation serves regions 2 and 3; x = 2 keeps the discarded branches finite.
     x_debye = torch.where(in_series, 2.0, x)
     nu = torch.where((v < DEBYE_MIN_ORDER) & (x_debye < DEBYE_MIN_X), v + _RECURRENCE_STEPS, v)
-    debye = _debye(nu, x_debye)
-    recurred = _recur_down(debye, nu, x_debye)
-    return tuple(torch.where(in_series, a, torch.where(in_shifted, b, c)) for a, b, c in zip(series, recurred, debye))  # type: ignore[return-value]
+    debye = _debye(nu, x_debye, want | _at_shifted_order(want))
+    recurred = _recur_down(debye, v, nu, x_debye, want)
+    return {k: torch.where(in_series, series[k], torch.where(in_shifted, recurred[k], debye[k])) for k in want}
 
 
-def _gathered(v: Tensor, x: Tensor) -> Parts:
+def _gathered(v: Tensor, x: Tensor, want: Want) -> Parts:
     """Each region on its own elements only, in cache-sized chunks spread over
     ``torch.get_num_threads()`` worker threads (eager CPU; every element is computed the same way
     whatever the thread count)."""
-    out = tuple(torch.empty_like(x) for _ in range(6))
+    out = {k: torch.empty_like(x) for k in want}
     starts = range(0, x.numel(), _CHUNK)
     if torch.get_num_threads() > 1 and len(starts) > 1:
         for _ in thread_pool().map(functools.partial(_gathered_chunk, v, x, out), starts):
@@ -246,14 +323,15 @@ def _gathered(v: Tensor, x: Tensor) -> Parts:
     else:
         for begin in starts:
             _gathered_chunk(v, x, out, begin)
-    return out  # type: ignore[return-value]
+    return out
 
 
-def _gathered_chunk(v: Tensor, x: Tensor, out: tuple[Tensor, ...], begin: int) -> None:
+def _gathered_chunk(v: Tensor, x: Tensor, out: Parts, begin: int) -> None:
     """One chunk of :func:`_gathered`, written into ``out``."""
     with torch.no_grad():  # worker threads do not inherit the caller's grad mode
+        want = frozenset(out)
         vc, xc = v[begin : begin + _CHUNK], x[begin : begin + _CHUNK]
-        targets = [t[begin : begin + _CHUNK] for t in out]
+        targets = {k: t[begin : begin + _CHUNK] for k, t in out.items()}
         in_series, in_shifted = _regions(vc, xc)
         remaining = ~(in_series | in_shifted)
         r = torch.hypot(vc, xc)
@@ -261,7 +339,7 @@ def _gathered_chunk(v: Tensor, x: Tensor, out: tuple[Tensor, ...], begin: int) -
             series_ratio = float((0.25 * xc[in_series] ** 2 / (vc[in_series] + 1.0)).max())
         else:
             series_ratio = 0.0
-        jobs: list[tuple[Tensor, Callable[[Tensor, Tensor], Parts]]] = [
+        jobs: list[tuple[Tensor, Callable[[Tensor, Tensor, Want], Parts]]] = [
             (in_series, functools.partial(_series, terms=_series_terms(series_ratio))),
             (in_shifted, _shifted_debye),
         ]
@@ -276,34 +354,42 @@ def _gathered_chunk(v: Tensor, x: Tensor, out: tuple[Tensor, ...], begin: int) -
             for start in range(0, index.numel(), _PIECE):
                 if whole:
                     piece = slice(start, start + _PIECE)
-                    for target, value in zip(targets, compute(vc[piece], xc[piece])):
-                        target[piece].copy_(value)
+                    for k, value in compute(vc[piece], xc[piece], want).items():
+                        targets[k][piece].copy_(value)
                 else:
                     rows = index[start : start + _PIECE]
-                    for target, value in zip(targets, compute(vc[rows], xc[rows])):
-                        target[rows] = value
+                    for k, value in compute(vc[rows], xc[rows], want).items():
+                        targets[k][rows] = value
 
 
-def log_bessel_parts(v: Tensor, x: Tensor) -> Parts:
-    """(F, E, A, A/x, G, 1 - A) for float64 tensors of a common shape; NaN outside v >= 0, x >= 0."""
+def _inputs_are_regular(v: Tensor, x: Tensor) -> bool:
+    """True when every v and x is finite and >= 0 (two reductions; NaN makes them fail)."""
+    if v.numel() == 0:
+        return True
+    v_min, v_max = torch.aminmax(v)
+    x_min, x_max = torch.aminmax(x)
+    return bool((v_min >= 0) & (v_max < math.inf) & (x_min >= 0) & (x_max < math.inf))
+
+
+def log_bessel_parts(v: Tensor, x: Tensor, want: Want | tuple[str, ...] = frozenset(QUANTITIES)) -> Parts:
+    """The quantities named in ``want`` (see ``QUANTITIES``) for float64 tensors of a common
+    shape; NaN outside v >= 0, x >= 0."""
+    want = frozenset(want)
+    unknown = want - set(QUANTITIES)
+    if unknown:
+        raise ValueError(f"unknown quantities {sorted(unknown)}; known: {QUANTITIES}")
     shape = x.shape
     v, x = v.reshape(-1), x.reshape(-1)
+    eager_cpu = x.device.type == "cpu" and not torch.compiler.is_compiling()
+    if eager_cpu and _inputs_are_regular(v, x):  # the common case: no stand-ins, no full passes
+        return {k: t.reshape(shape) for k, t in _gathered(v, x, want).items()}
     invalid = (v < 0) | (x < 0) | torch.isnan(v) | torch.isnan(x) | torch.isinf(v)
     x_inf = torch.isinf(x) & ~invalid
     # Finite stand-ins so that no region sees inf or NaN; those elements are overwritten below.
-    if x.device.type == "cpu" and not torch.compiler.is_compiling():
-        if not bool((invalid | x_inf).any()):  # the common case: skip six full passes below
-            return tuple(t.reshape(shape) for t in _gathered(v, x))  # type: ignore[return-value]
-        xf = torch.where(invalid | x_inf, torch.ones_like(x), x)
-        f, e, a, a_over_x, g, one_minus_a = _gathered(torch.where(invalid, torch.ones_like(v), v), xf)
-    else:
-        xf = torch.where(invalid | x_inf, torch.ones_like(x), x)
-        vf = torch.where(invalid, torch.ones_like(v), v)
-        f, e, a, a_over_x, g, one_minus_a = _masked(vf, xf)
-    f = torch.where(x_inf, math.inf, f)
-    e = torch.where(x_inf, -math.inf, e)
-    a = torch.where(x_inf, 1.0, a)
-    a_over_x = torch.where(x_inf, 0.0, a_over_x)
-    g = torch.where(x_inf, math.inf, g)
-    one_minus_a = torch.where(x_inf, 0.0, one_minus_a)
-    return tuple(torch.where(invalid, math.nan, t).reshape(shape) for t in (f, e, a, a_over_x, g, one_minus_a))  # type: ignore[return-value]
+    xf = torch.where(invalid | x_inf, torch.ones_like(x), x)
+    vf = torch.where(invalid, torch.ones_like(v), v)
+    parts = _gathered(vf, xf, want) if eager_cpu else _masked(vf, xf, want)
+    return {
+        k: torch.where(invalid, math.nan, torch.where(x_inf, _AT_INFINITY[k], t)).reshape(shape)
+        for k, t in parts.items()
+    }

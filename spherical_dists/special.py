@@ -48,52 +48,57 @@ def _times(grad: Tensor | None, derivative: Tensor) -> Tensor | None:
 
 
 class _LogBessel(torch.autograd.Function):
-    """(F, E, A, G, B) = (log I_v(x) - v log x, log I_v(x) - x, I_{v+1}(x) / I_v(x), F(v, x) - F(v, 0),
-    1 - A) in float64.
+    """The quantities of ``_bessel.QUANTITIES`` named in ``want``, in that order, in float64:
+    F = log I_v(x) - v log x, E = log I_v(x) - x, A = I_{v+1}(x) / I_v(x), G = F(v, x) - F(v, 0),
+    B = 1 - A and log I_v(x).
 
-    dF/dx = dG/dx = A, dE/dx = A + v/x - 1 and dA/dx = -dB/dx = 1 - A^2 - (2v + 1) A / x. The
-    backward uses the saved output A, so differentiating it again re-enters this function: every
-    order is exact.
+    dF/dx = dG/dx = A, dE/dx = A + v/x - 1, d log I_v / dx = A + v/x and dA/dx = -dB/dx =
+    1 - A^2 - (2v + 1) A / x. The backward uses the saved output A (the caller asks for it when
+    x requires grad), so differentiating it again re-enters this function: every order is exact.
     """
 
     @staticmethod
-    def forward(v: Tensor, x: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:  # type: ignore[override]
-        f, e, a, _, g, b = log_bessel_parts(v, x)
-        return f, e, a, g, b
+    def forward(v: Tensor, x: Tensor, want: tuple[str, ...]) -> tuple[Tensor, ...]:  # type: ignore[override]
+        parts = log_bessel_parts(v, x, want)
+        return tuple(parts[k] for k in want)
 
     @staticmethod
     def setup_context(ctx, inputs, output):  # type: ignore[no-untyped-def]
-        v, x = inputs
-        ctx.save_for_backward(v, x, output[2])
+        v, x, want = inputs
+        ctx.want = want
+        ctx.save_for_backward(v, x, output[want.index("a")] if "a" in want else None)
         ctx.set_materialize_grads(False)
 
     @staticmethod
-    def vmap(info, in_dims, v, x):  # type: ignore[no-untyped-def]
+    def vmap(info, in_dims, v, x, want):  # type: ignore[no-untyped-def]
         # Elementwise: put the batch dimension first on both inputs and evaluate plain tensors.
         v, x = (
-            t.movedim(d, 0) if d is not None else t.expand(info.batch_size, *t.shape) for t, d in zip((v, x), in_dims)
+            t.movedim(d, 0) if d is not None else t.expand(info.batch_size, *t.shape)
+            for t, d in zip((v, x), in_dims[:2])
         )
         v, x = torch.broadcast_tensors(v, x)
-        return _LogBessel.apply(v, x), (0, 0, 0, 0, 0)
+        return _LogBessel.apply(v, x, want), (0,) * len(want)
 
     @staticmethod
-    def backward(ctx, grad_f, grad_e, grad_a, grad_g, grad_b):  # type: ignore[no-untyped-def, override]
+    def backward(ctx, *grads):  # type: ignore[no-untyped-def, override]
         v, x, a = ctx.saved_tensors
+        if a is None:
+            raise RuntimeError("internal error: the Bessel ratio was not computed for the backward pass")
         zero_order = v == 0
         v_over_x = torch.where(zero_order, 0.0, v / torch.where(zero_order, 1.0, x))  # inf at x = 0 < v
         # A/x tends to 1/(2v + 2); below 1e-150 the limit is exact to within x^2.
         tiny = x > 1e-150
         a_over_x = torch.where(tiny, a / torch.where(tiny, x, torch.ones_like(x)), 0.5 / (v + 1.0))
-        a_prime = 1.0 - a * a - (2.0 * v + 1.0) * a_over_x
-        terms = [
-            _times(grad_f, a),
-            _times(grad_e, a + v_over_x - 1.0),
-            _times(grad_a, a_prime),
-            _times(grad_g, a),
-            _times(grad_b, -a_prime),
-        ]
-        present = [t for t in terms if t is not None]
-        return None, (sum(present[1:], present[0]) if present else None)
+        derivatives = {
+            "f": lambda: a,
+            "g": lambda: a,
+            "e": lambda: a + v_over_x - 1.0,
+            "log_iv": lambda: a + v_over_x,
+            "a": lambda: 1.0 - a * a - (2.0 * v + 1.0) * a_over_x,
+            "b": lambda: -(1.0 - a * a - (2.0 * v + 1.0) * a_over_x),
+        }
+        present = [_times(g, derivatives[k]()) for k, g in zip(ctx.want, grads) if g is not None]
+        return None, (sum(present[1:], present[0]) if present else None), None
 
 
 def _prepare(v: Tensor | float, x: Tensor | float) -> tuple[Tensor, Tensor, torch.dtype]:
@@ -119,19 +124,19 @@ def _prepare(v: Tensor | float, x: Tensor | float) -> tuple[Tensor, Tensor, torc
 
 
 class _Parts(NamedTuple):
-    v: Tensor
-    x: Tensor
-    f: Tensor  # log I_v(x) - v log x
-    e: Tensor  # log I_v(x) - x
-    a: Tensor  # I_{v+1}(x) / I_v(x)
-    g: Tensor  # F(v, x) - F(v, 0)
-    b: Tensor  # 1 - A
+    v: Tensor  # the order, float64, broadcast
+    x: Tensor  # the argument, float64, broadcast
+    values: dict[str, Tensor]  # the quantities asked for, float64
     dtype: torch.dtype  # what the caller gets back
 
 
-def _parts(v: Tensor | float, x: Tensor | float) -> _Parts:
+def _parts(v: Tensor | float, x: Tensor | float, *want: str) -> _Parts:
+    """Evaluate the quantities ``want`` (names from ``_bessel.QUANTITIES``), and the ratio A
+    as well when x will be differentiated (the backward needs it)."""
     vt, xt, dtype = _prepare(v, x)
-    return _Parts(vt, xt, *_LogBessel.apply(vt, xt), dtype)
+    if torch.is_grad_enabled() and xt.requires_grad and "a" not in want:
+        want = (*want, "a")
+    return _Parts(vt, xt, dict(zip(want, _LogBessel.apply(vt, xt, want))), dtype)
 
 
 def log_iv(v: Tensor | float, x: Tensor | float) -> Tensor:
@@ -162,14 +167,8 @@ def log_iv(v: Tensor | float, x: Tensor | float) -> Tensor:
     >>> log_iv(0.5, torch.tensor([1.0, 1e4], dtype=torch.float64))  # log(sqrt(2/(pi x)) sinh x)
     tensor([-6.4352e-02,  9.9945e+03], dtype=torch.float64)
     """
-    vt, xt, f, e, _, _, _, dtype = _parts(v, x)
-    is_zero_order = vt == 0
-    v_log_x = torch.where(is_zero_order, 0.0, vt * torch.log(torch.where(is_zero_order, 1.0, xt)))
-    # Two exact decompositions; take the one whose terms are smaller (less rounding).
-    via_f = f + v_log_x
-    via_e = e + xt
-    use_f = (f.abs() + v_log_x.abs() <= e.abs() + xt).detach()
-    return torch.where(use_f, via_f, via_e).to(dtype)
+    parts = _parts(v, x, "log_iv")
+    return parts.values["log_iv"].to(parts.dtype)
 
 
 def log_ive(v: Tensor | float, x: Tensor | float) -> Tensor:
@@ -185,8 +184,8 @@ def log_ive(v: Tensor | float, x: Tensor | float) -> Tensor:
     >>> log_ive(2000.0, torch.tensor(10.0, dtype=torch.float64))  # scipy.special.ive gives 0 here
     tensor(-9997.6360, dtype=torch.float64)
     """
-    parts = _parts(v, x)
-    return parts.e.to(parts.dtype)
+    parts = _parts(v, x, "e")
+    return parts.values["e"].to(parts.dtype)
 
 
 def iv_ratio(v: Tensor | float, x: Tensor | float) -> Tensor:
@@ -199,8 +198,8 @@ def iv_ratio(v: Tensor | float, x: Tensor | float) -> Tensor:
 
     Same parameters as :func:`log_iv`; ``x = 0`` gives 0 and ``x = inf`` gives 1.
     """
-    parts = _parts(v, x)
-    return parts.a.to(parts.dtype)
+    parts = _parts(v, x, "a")
+    return parts.values["a"].to(parts.dtype)
 
 
 def _order(dim: Tensor | int | float) -> Tensor | float:
@@ -237,8 +236,8 @@ def vmf_log_normalizer(dim: Tensor | int, kappa: Tensor | float) -> Tensor:
     >>> vmf_log_normalizer(3, torch.tensor([0.0, 10.0], dtype=torch.float64))  # -log(4 pi), log(k / (4 pi sinh k))
     tensor([-2.5310, -9.5353], dtype=torch.float64)
     """
-    parts = _parts(_order(dim), kappa)
-    return (-(parts.v + 1.0) * _LOG_2PI - parts.f).to(parts.dtype)
+    parts = _parts(_order(dim), kappa, "f")
+    return (-(parts.v + 1.0) * _LOG_2PI - parts.values["f"]).to(parts.dtype)
 
 
 def vmf_mean_resultant_length(dim: Tensor | int, kappa: Tensor | float) -> Tensor:
@@ -263,8 +262,8 @@ def vmf_log_normalizer_gap(dim: Tensor | int, kappa: Tensor | float) -> Tensor:
 
     Same parameters as :func:`vmf_log_normalizer`.
     """
-    parts = _parts(_order(dim), kappa)
-    return parts.g.to(parts.dtype)
+    parts = _parts(_order(dim), kappa, "g")
+    return parts.values["g"].to(parts.dtype)
 
 
 class _VmfTerms(NamedTuple):
@@ -282,7 +281,8 @@ def _vmf_terms(dim: Tensor | int, kappa: Tensor | float) -> _VmfTerms:
     with no cancellation at large kappa); ``1 - A`` keeps its relative precision as
     :math:`A_p \to 1`, where it behaves as :math:`(p - 1) / (2\kappa)`.
     """
-    vt, xt, f, e, a, g, b, dtype = _parts(_order(dim), kappa)
+    vt, xt, values, dtype = _parts(_order(dim), kappa, "f", "e", "a", "g", "b")
+    f, e, a, g, b = (values[k] for k in "feagb")
     positive = xt > 0
     v_log_x = torch.where(positive, vt * torch.log(torch.where(positive, xt, 1.0)), 0.0)
     # log C + kappa + (v + 1) log 2 pi two ways; take the one whose terms are smaller.
