@@ -367,6 +367,7 @@ def _list_table(header: list[str], rows: list[list[str]]) -> list[str]:
 def special_tables(doc: dict[str, Any]) -> list[str]:
     rows = []
     cuda = any("ours_cuda_per_s" in r for r in doc.get("rows", []))
+    one_thread = bool(doc.get("rows")) and all("ours_cpu_1thread_per_s" in r for r in doc["rows"])
     for r in doc.get("rows", []):
         row = [
             _escape(r["region"]),
@@ -377,6 +378,8 @@ def special_tables(doc: dict[str, Any]) -> list[str]:
             f"{r['scipy_cpu_per_s'] / 1e6:.2f}",
             f"{r['ours_cpu_per_s'] / r['scipy_cpu_per_s']:.2f}",
         ]
+        if one_thread:
+            row.append(f"{r['ours_cpu_1thread_per_s'] / r['scipy_cpu_per_s']:.2f}")
         if cuda:
             row.append(f"{r['ours_cuda_per_s'] / 1e6:.1f}" if "ours_cuda_per_s" in r else "–")
         rows.append(row)
@@ -388,7 +391,9 @@ def special_tables(doc: dict[str, Any]) -> list[str]:
         "ours CPU Melem/s",
         "scipy CPU Melem/s",
         "ours / scipy",
-    ] + (["ours CUDA Melem/s"] if cuda else [])
+    ]
+    header += ["ours (1 thread) / scipy"] if one_thread else []
+    header += ["ours CUDA Melem/s"] if cuda else []
     return _list_table(header, rows)
 
 
