@@ -107,7 +107,9 @@ def _finished(result_path: Path, flat: dict[str, Any], test: bool) -> dict[str, 
     if not result_path.exists():
         return None
     previous = json.loads(result_path.read_text())
-    same = all(previous["config"].get(k) == v for k, v in flat.items() if k not in RESUMABLE_CHANGES)
+    # A larger max_epochs or patience continues the run from its checkpoint instead of reusing it.
+    ignored = RESUMABLE_CHANGES - {"max_epochs", "patience"}
+    same = all(previous["config"].get(k) == v for k, v in flat.items() if k not in ignored)
     return previous if same and (previous["test"] is not None or not test) else None
 
 

@@ -89,14 +89,18 @@ def _attribute_docs(cls: type) -> dict[str, str]:
     return out
 
 
-def _parser_type(kind: Any) -> Any:
-    """The argparse ``type`` of an annotation: the type itself, or the inner type of ``X | None``."""
+def _parser_type(kind: Any) -> tuple[Any, tuple[Any, ...] | None]:
+    """The argparse ``type`` and ``choices`` of an annotation: the type itself, the inner type of
+    ``X | None``, or the values' type and the values of a ``Literal``."""
     if isinstance(kind, types.UnionType) or typing.get_origin(kind) is typing.Union:
         inner = [a for a in typing.get_args(kind) if a is not type(None)]
         if len(inner) != 1:
             raise TypeError(f"unsupported setting type {kind}")
-        return inner[0]
-    return kind
+        return _parser_type(inner[0])
+    if typing.get_origin(kind) is typing.Literal:
+        values = typing.get_args(kind)
+        return type(values[0]), values
+    return kind, None
 
 
 def add_flags(parser: argparse.ArgumentParser, cls: type) -> None:
@@ -113,8 +117,14 @@ def add_flags(parser: argparse.ArgumentParser, cls: type) -> None:
                     flag, action=argparse.BooleanOptionalAction, default=argparse.SUPPRESS, help=help_text
                 )
             else:
+                parser_type, choices = _parser_type(kind)
                 group.add_argument(
-                    flag, type=_parser_type(kind), default=argparse.SUPPRESS, metavar=name.upper(), help=help_text
+                    flag,
+                    type=parser_type,
+                    choices=choices,
+                    default=argparse.SUPPRESS,
+                    metavar="{" + ",".join(map(str, choices)) + "}" if choices else name.upper(),
+                    help=help_text,
                 )
 
 

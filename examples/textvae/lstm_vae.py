@@ -22,6 +22,7 @@ A sentence :math:`x = (w_1, \dots, w_n)` is scored on the tokens :math:`y = (w_1
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 import torch
 import torch.nn.functional as F
@@ -64,7 +65,7 @@ class SentenceVAEConfig:
         Feed z to every decoder layer and to the output layer (Dieng et al. 2019).
     """
 
-    latent: str = "vmf"
+    latent: Literal["gaussian", "vmf", "none"] = "vmf"
     latent_dim: int = 50
     kappa: float = 35.0
     learn_kappa: bool = False

@@ -16,6 +16,7 @@ A document is its vector of word counts :math:`x \in \mathbb{N}^V` with length :
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 import torch
 from torch import Tensor, nn
@@ -51,7 +52,7 @@ class NVDMConfig:
         Dropout on the encoder's hidden layers during training.
     """
 
-    latent: str = "gaussian"
+    latent: Literal["gaussian", "vmf"] = "gaussian"
     latent_dim: int = 50
     kappa: float = 100.0
     learn_kappa: bool = False

@@ -40,7 +40,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -113,7 +113,7 @@ class TrainConfig:
         Run the forward pass under bfloat16 autocast (mixed precision; CUDA or CPU).
     """
 
-    optimizer: str = "adam"
+    optimizer: Literal["adam", "sgd"] = "adam"
     lr: float = 1e-3
     batch_size: int = 64
     max_epochs: int = 100

@@ -31,6 +31,32 @@ def test_train_evaluates_and_resume_reuses_the_finished_run(tmp_path: Path, caps
     assert "--resume" in capsys.readouterr().err
 
 
+def _metrics(run_dir: Path) -> list[dict]:
+    """metrics.jsonl without its timing fields (the only ones that differ between identical runs)."""
+    timing = {"seconds", "tokens_per_second"}
+    lines = (run_dir / "metrics.jsonl").read_text().splitlines()
+    return [{k: v for k, v in json.loads(line).items() if k not in timing} for line in lines]
+
+
+def test_train_lowers_the_loss_and_resume_continues_where_it_stopped(tmp_path: Path) -> None:
+    """Through the command line: three epochs in one go, or one epoch and then a resume to three,
+    give the same epochs, the same metrics and the same test result."""
+    vmf = ["--latent", "vmf", "--kappa", "20"]
+    straight, split = tmp_path / "straight", tmp_path / "split"
+    assert nvdm.main(["train", "--run-dir", str(straight), *SMALL, *vmf, "--max-epochs", "3"]) == 0
+    assert nvdm.main(["train", "--run-dir", str(split), *SMALL, *vmf, "--max-epochs", "1"]) == 0
+    assert [m["epoch"] for m in _metrics(split)] == [1]
+    assert nvdm.main(["train", "--run-dir", str(split), "--resume", *SMALL, *vmf, "--max-epochs", "3"]) == 0
+
+    history = _metrics(straight)
+    assert [m["epoch"] for m in history] == [1, 2, 3]
+    assert history[-1]["train_loss"] < history[0]["train_loss"]
+    assert history[-1]["valid_ppl_corpus"] < history[0]["valid_ppl_corpus"]
+    assert _metrics(split) == history
+    results = [json.loads((d / "result.json").read_text()) for d in (straight, split)]
+    assert results[0]["test"] == results[1]["test"] and results[0]["epochs"] == results[1]["epochs"] == 3
+
+
 @pytest.mark.parametrize("latent", [["--latent", "vmf", "--kappa", "20"], ["--latent", "vmf", "--learn-kappa"]])
 def test_vmf_latents_train_and_evaluate(tmp_path: Path, latent: list[str]) -> None:
     assert nvdm.main(["train", "--run-dir", str(tmp_path), *SMALL, "--max-epochs", "1", *latent]) == 0
