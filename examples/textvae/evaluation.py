@@ -225,13 +225,13 @@ def mutual_information(model: TextVAE, batches: Iterable[Any], chunk: int = 256)
             z = q.sample()
             posteriors.append(q)
             samples.append(z)
-            own.append(q.log_prob(z).double())
+            own.append(model.latent.pairwise_log_prob(q, z).diagonal())  # the same arithmetic as below
     finally:
         model.train(was_training)
     z_all = torch.cat(samples)
     n = z_all.shape[0]
     log_aggregate = [
-        torch.logsumexp(torch.cat([q.log_prob(rows.unsqueeze(1)).double() for q in posteriors], dim=1), dim=1)
+        torch.logsumexp(torch.cat([model.latent.pairwise_log_prob(q, rows) for q in posteriors], dim=1), dim=1)
         - math.log(n)
         for rows in z_all.split(chunk)
     ]

@@ -27,7 +27,7 @@ from torch import Tensor, nn
 from torch.distributions import Distribution, Independent, Normal, kl_divergence
 
 from spherical_dists import HypersphericalUniform, VonMisesFisher
-from spherical_dists.special import vmf_mean_resultant_length
+from spherical_dists.special import vmf_log_normalizer, vmf_mean_resultant_length
 
 __all__ = ["Latent", "GaussianLatent", "VMFLatent", "NoLatent", "PointMass", "make_latent", "LATENT_KINDS"]
 
@@ -78,6 +78,12 @@ class Latent(nn.Module, ABC):
         """Scalars worth logging about a batch of posteriors (e.g. the mean concentration)."""
         return {}
 
+    def pairwise_log_prob(self, q: Distribution, z: Tensor) -> Tensor:
+        """``log q_j(z_i)`` for every sample ``z_i`` (``z`` of shape ``(N, dim)``) under every posterior
+        ``q_j`` of the batch: float64, shape ``(N, B)``. Subclasses with a closed form replace this
+        broadcast with one matrix product (the mutual-information estimate needs ``D x D`` of them)."""
+        return q.log_prob(z.unsqueeze(1)).double()
+
 
 class GaussianLatent(Latent):
     """Diagonal Gaussian posterior ``N(mu(h), diag sigma(h)^2)`` and standard normal prior.
@@ -108,6 +114,13 @@ class GaussianLatent(Latent):
     def kl(self, q: Distribution) -> Tensor:
         loc = q.mean
         return kl_divergence(q, self.prior(loc.dtype, loc.device))
+
+    def pairwise_log_prob(self, q: Distribution, z: Tensor) -> Tensor:
+        # -1/2 sum_k (z_ik - m_jk)^2 / s_jk^2 - sum_k log s_jk - dim/2 log 2 pi, with the square expanded.
+        z, loc, scale = z.double(), q.mean.double(), q.stddev.double()
+        precision = scale.pow(-2)
+        quadratic = (z * z) @ precision.T - 2.0 * z @ (loc * precision).T + (loc * loc * precision).sum(-1)
+        return -0.5 * quadratic - scale.log().sum(-1) - 0.5 * self.dim * math.log(2 * math.pi)
 
 
 class VMFLatent(Latent):
@@ -158,6 +171,11 @@ class VMFLatent(Latent):
 
     def stats(self, q: Distribution) -> dict[str, float]:
         return {"kappa": float(q.concentration.detach().mean())}
+
+    def pairwise_log_prob(self, q: Distribution, z: Tensor) -> Tensor:
+        # log C_p(kappa_j) + kappa_j mu_j^T z_i
+        kappa = q.concentration.double()
+        return vmf_log_normalizer(self.dim, kappa) + (z.double() @ q.loc.double().T) * kappa
 
 
 class PointMass(Distribution):

@@ -94,3 +94,19 @@ def test_vmf_learned_kappa_starts_at_the_given_value_and_gets_gradients() -> Non
     assert torch.allclose(q.concentration, torch.full((3,), 50.0))
     (q.rsample().sum() + latent.kl(q).sum()).backward()
     assert latent.kappa_head.bias.grad is not None and bool(latent.kappa_head.bias.grad.abs() > 0)
+
+
+@pytest.mark.parametrize("kind, kwargs", [("gaussian", {}), ("vmf", {"kappa": 30.0}), ("vmf", {"learn_kappa": True})])
+def test_pairwise_log_prob_matches_the_broadcast_log_prob(kind: str, kwargs: dict) -> None:
+    """The closed forms (one matrix product) give log q_j(z_i) as the distributions' own log_prob does."""
+    torch.manual_seed(0)
+    latent = make_latent(kind, 8, 5, **kwargs).double()
+    with torch.no_grad():
+        for param in latent.parameters():
+            param.normal_()  # spread the posteriors (learned kappa and log sigma start constant)
+        q = latent(torch.randn(7, 8, dtype=torch.float64))
+        z = q.sample((3,)).reshape(21, 5)
+        pairwise = latent.pairwise_log_prob(q, z)
+    assert pairwise.shape == (21, 7) and pairwise.dtype == torch.float64
+    # The expanded square cancels: its error is a few ulps of sum_k (z_k / s_k)^2, here up to about 1e5.
+    torch.testing.assert_close(pairwise, q.log_prob(z.unsqueeze(1)), rtol=1e-9, atol=1e-9)
