@@ -205,12 +205,15 @@ def run_many(
     resume: bool,
     n_jobs: int,
     test: bool = True,
+    cost: Callable[[Any], float] | None = None,
 ) -> list[dict[str, Any]]:
     """Run named experiments under ``root/name``, one after the other or in ``n_jobs`` processes.
 
     In parallel each process gets ``cpu_count // n_jobs`` threads (unless ``--threads`` says otherwise) and
-    no progress bar; every log line starts with the run's name. A run whose loss became NaN is returned
-    as ``{"label", "config", "error"}``.
+    no progress bar; every log line starts with the run's name. ``cost(experiment)``, a rough relative
+    duration, makes the longest runs start first, so that no process is left alone with a long run at
+    the end; the results keep the order of ``jobs`` whatever the order of the runs. A run whose loss
+    became NaN is returned as ``{"label", "config", "error"}``.
     """
     if n_jobs <= 1:
         return [_run_or_report((pipeline, e, root / name, resume, test, "")) for name, e in jobs]
@@ -219,9 +222,16 @@ def run_many(
     for name, e in jobs:
         train = replace(e.train, threads=e.train.threads or threads, progress=False)
         work.append((pipeline, replace(e, train=train), root / name, resume, test, f"[{name}] "))
+    order = list(range(len(work)))
+    if cost is not None:
+        order.sort(key=lambda i: -cost(jobs[i][1]))  # stable: equal costs keep their order
     # spawn: a fresh interpreter per worker, never a fork of a process whose thread pools are running.
     with multiprocessing.get_context("spawn").Pool(n_jobs) as pool:
-        return pool.map(_run_in_worker, work, chunksize=1)
+        done = pool.map(_run_in_worker, [work[i] for i in order], chunksize=1)
+    results: list[dict[str, Any]] = [{}] * len(work)
+    for i, result in zip(order, done, strict=True):
+        results[i] = result
+    return results
 
 
 def results_table(

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import json
+import types
 from pathlib import Path
 
 import nvdm
 import pytest
+from textvae import cli
 
 SMALL = [
     "--limit-docs", "300", "--valid-docs", "60", "--hidden", "32", "--latent-dim", "4", "--batch-size", "32",
@@ -112,3 +114,33 @@ def test_paper_numbers_only_beside_the_same_configuration(flags: list[str], pape
     data_name = "20ng" if not experiment.data.data_dir else "rcv1"
     result = {"config": nvdm.cfg.to_flat(experiment), "data": {"name": data_name}}
     assert nvdm.paper_number(result) == paper
+
+
+def test_parallel_runs_start_with_the_longest_and_keep_the_table_order(monkeypatch: pytest.MonkeyPatch) -> None:
+    """run_many hands the runs to its workers in decreasing expected cost and returns them in job order."""
+    started: list[str] = []
+
+    class SerialPool:  # stands in for the process pool: runs the jobs here, in the order they are given
+        def __init__(self, processes: int) -> None:
+            pass
+
+        def __enter__(self) -> "SerialPool":
+            return self
+
+        def __exit__(self, *exc: object) -> None:
+            pass
+
+        def map(self, func, work, chunksize):  # type: ignore[no-untyped-def]
+            return [func(job) for job in work]
+
+    def fake_run(job):  # type: ignore[no-untyped-def]
+        started.append(job[2].name)
+        return {"label": job[2].name}
+
+    monkeypatch.setattr(cli.multiprocessing, "get_context", lambda method: types.SimpleNamespace(Pool=SerialPool))
+    monkeypatch.setattr(cli, "_run_in_worker", fake_run)
+    args = nvdm.build_parser().parse_args(["reproduce"])
+    jobs = [(name, nvdm._experiment(args, name)) for name in nvdm.TABLE2_ROWS]
+    results = cli.run_many(nvdm.PIPELINE, jobs, Path("runs"), False, 2, cost=nvdm.expected_cost)
+    assert started == ["v-nvdm-200", "g-nvdm-200", "v-nvdm-50", "g-nvdm-50", "v-nvdm-25"]
+    assert [r["label"] for r in results] == list(nvdm.TABLE2_ROWS)
