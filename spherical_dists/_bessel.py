@@ -160,9 +160,10 @@ def _debye(nu: Tensor, x: Tensor, want: Want, terms: int = _DEBYE_TERMS) -> Part
         sum_u = torch.addcmul(qr[j], u, sum_u)
     log_sum_u = torch.log(sum_u)
     out: Parts = {}
-    high = nu >= DEBYE_MIN_ORDER
-    # On CPU the usual case is every order >= 20, where G needs neither F nor lgamma.
-    all_high = x.device.type == "cpu" and not torch.compiler.is_compiling() and bool(high.all())
+    # G's formula holds for orders >= 20; on CPU the usual case is every order >= 20, where G needs
+    # neither F nor lgamma (checked only when G is asked for: the check is a pass and a sync).
+    high = nu >= DEBYE_MIN_ORDER if "g" in want else None
+    all_high = high is not None and x.device.type == "cpu" and not torch.compiler.is_compiling() and bool(high.all())
     need_f = bool(want & {"f", "log_iv"}) or ("g" in want and not all_high)
     need_e = bool(want & {"e", "log_iv"})
     if need_f or need_e:
