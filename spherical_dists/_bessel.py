@@ -12,8 +12,8 @@ Everything is computed in float64 from quantities that are free of cancellation:
 
 Each is computed only when asked for: ``log_iv`` without gradients needs F and E alone, which
 skips the sums of the ratio's expansion, G's log1p terms and every 1 - A (log_iv became
-1.4-2.9x faster than with all six computed, over the regions of benchmarks/bench_special.py,
-2 threads, interleaved A/B runs).
+1.5-2.3x faster than with all six computed, per region of benchmarks/bench_special.py: the
+means of two interleaved A/B runs, 2 threads).
 
 Regions (r = sqrt(v^2 + x^2)):
 

@@ -89,13 +89,16 @@ class _LogBessel(torch.autograd.Function):
         # A/x tends to 1/(2v + 2); below 1e-150 the limit is exact to within x^2.
         tiny = x > 1e-150
         a_over_x = torch.where(tiny, a / torch.where(tiny, x, torch.ones_like(x)), 0.5 / (v + 1.0))
-        derivatives = {
+        def a_prime() -> Tensor:
+            return 1.0 - a * a - (2.0 * v + 1.0) * a_over_x
+
+        derivatives = {  # computed only for the outputs that receive a gradient
             "f": lambda: a,
             "g": lambda: a,
             "e": lambda: a + v_over_x - 1.0,
             "log_iv": lambda: a + v_over_x,
-            "a": lambda: 1.0 - a * a - (2.0 * v + 1.0) * a_over_x,
-            "b": lambda: -(1.0 - a * a - (2.0 * v + 1.0) * a_over_x),
+            "a": a_prime,
+            "b": lambda: -a_prime(),
         }
         present = [_times(g, derivatives[k]()) for k, g in zip(ctx.want, grads) if g is not None]
         return None, (sum(present[1:], present[0]) if present else None), None
