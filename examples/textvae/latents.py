@@ -150,6 +150,16 @@ class VMFLatent(Latent):
             nn.init.constant_(self.kappa_head.bias, kappa + math.log(-math.expm1(-kappa)))  # softplus^{-1}
         else:
             self.register_buffer("kappa", torch.tensor(float(kappa)))
+            # The KL of a fixed kappa is the same for every x: evaluated once, in float64, rather than a
+            # log-Bessel evaluation per batch (about 1 ms of a 9 ms training step on one core).
+            e1 = torch.zeros(dim, dtype=torch.float64)
+            e1[0] = 1.0
+            self._fixed_kl = float(
+                kl_divergence(
+                    VonMisesFisher(e1, torch.tensor(float(kappa), dtype=torch.float64)),
+                    HypersphericalUniform(dim, dtype=torch.float64),
+                )
+            )
 
     def _concentration(self, h: Tensor) -> Tensor:
         if self.learn_kappa:
@@ -163,6 +173,8 @@ class VMFLatent(Latent):
         return HypersphericalUniform(self.dim, dtype=dtype, device=device)
 
     def kl(self, q: Distribution) -> Tensor:
+        if not self.learn_kappa:
+            return torch.full(q.batch_shape, self._fixed_kl, dtype=q.loc.dtype, device=q.loc.device)
         return kl_divergence(q, self.prior(q.loc.dtype, q.loc.device))
 
     def mean(self, q: Distribution) -> Tensor:

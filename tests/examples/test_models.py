@@ -62,10 +62,28 @@ def test_nvdm_likelihood_is_the_sum_of_count_weighted_word_log_probabilities() -
 
 def test_nvdm_architecture_options() -> None:
     model = NVDM(NVDMConfig(latent_dim=4, hidden=8, encoder_layers=3, decoder_hidden=6, dropout=0.1), vocab_size=10)
-    assert sum(isinstance(m, torch.nn.Linear) for m in model.encoder) == 3
+    assert sum(isinstance(m, torch.nn.Tanh) for m in model.encoder) == 3
     assert [m.out_features for m in model.decoder if isinstance(m, torch.nn.Linear)] == [6, 10]
     weights = model.log_importance_weights(torch.ones(3, 10), n_samples=4)
     assert weights.shape == (4, 3) and bool(torch.isfinite(weights).all())
+
+
+def test_count_layer_is_the_dense_affine_map_of_the_counts() -> None:
+    from textvae.nvdm_model import _CountLinear
+
+    torch.manual_seed(0)
+    layer = _CountLinear(vocab_size=30, width=7).double()
+    counts = torch.poisson(torch.full((5, 30), 0.3, dtype=torch.float64))
+    counts[2] = 0.0  # an empty document maps to the bias
+    out = layer(counts)
+    dense = counts @ layer.weight + layer.bias
+    assert torch.allclose(out, dense, rtol=1e-12, atol=1e-12)
+    assert torch.equal(out[2], layer.bias.detach())
+    grad_out = torch.randn_like(out)
+    grads = torch.autograd.grad(out, (layer.weight, layer.bias), grad_out)
+    expected = torch.autograd.grad(dense, (layer.weight, layer.bias), grad_out)
+    for g, e in zip(grads, expected, strict=True):
+        assert torch.allclose(g, e, rtol=1e-12, atol=1e-12)
 
 
 @requires_vmf
