@@ -229,12 +229,16 @@ class BowDataConfig:
         Seed of the held-out split; independent of the training seed so every run sees the same split.
     limit_docs : int
         Use only the first N documents of train and of test (0: all). For smoke tests.
+    train_docs : int
+        Train on only N of the documents left after the validation hold-out, drawn with ``split_seed``
+        (0: all of them); the validation and test sets are unchanged. For learning curves.
     """
 
     data_dir: str = ""
     valid_docs: int = 1000
     split_seed: int = 0
     limit_docs: int = 0
+    train_docs: int = 0
 
 
 @dataclass(frozen=True)
@@ -256,4 +260,10 @@ def load_splits(config: BowDataConfig) -> BowSplits:
         train = train.subset(torch.arange(min(config.limit_docs, len(train))))
         test = test.subset(torch.arange(min(config.limit_docs, len(test))))
     kept, held_out = holdout_split(len(train), config.valid_docs, config.split_seed)
+    if config.train_docs:
+        if config.train_docs > kept.numel():
+            raise ValueError(f"train_docs={config.train_docs}, but only {kept.numel()} training documents are left")
+        if config.train_docs < kept.numel():
+            subset, _ = holdout_split(kept.numel(), kept.numel() - config.train_docs, config.split_seed)
+            kept = kept[subset]
     return BowSplits(dataset.name, train.subset(kept), train.subset(held_out), test, dataset.vocab)

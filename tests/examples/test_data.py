@@ -120,6 +120,20 @@ def test_load_splits_holds_out_validation_from_train_only() -> None:
     assert (len(splits.train), len(splits.valid), len(splits.test)) == (400, 100, 500)
 
 
+def test_train_docs_subsamples_training_only() -> None:
+    full = load_splits(BowDataConfig(valid_docs=100, limit_docs=500))
+    part = load_splits(BowDataConfig(valid_docs=100, limit_docs=500, train_docs=150))
+    assert (len(part.train), len(part.valid), len(part.test)) == (150, 100, 500)
+    assert torch.equal(part.valid.collate(torch.arange(100)), full.valid.collate(torch.arange(100)))
+    # A subset of the full training documents, not just its first ones.
+    full_docs = {tuple(full.train.collate(torch.tensor([i]))[0].nonzero().flatten().tolist()) for i in range(400)}
+    part_docs = [tuple(part.train.collate(torch.tensor([i]))[0].nonzero().flatten().tolist()) for i in range(150)]
+    assert all(d in full_docs for d in part_docs)
+    assert part.train.labels != full.train.labels[:150]
+    with pytest.raises(ValueError, match="only 400"):
+        load_splits(BowDataConfig(valid_docs=100, limit_docs=500, train_docs=401))
+
+
 def test_holdout_split_is_a_fixed_partition() -> None:
     kept, held = holdout_split(50, 10, seed=3)
     assert sorted(kept.tolist() + held.tolist()) == list(range(50))
