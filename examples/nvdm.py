@@ -183,8 +183,8 @@ def test_table(results: Sequence[dict[str, Any]]) -> str:
 # ------------------------------------------------------------------------------------------ commands
 def expected_cost(experiment: Experiment) -> float:
     """A rough relative training time, so that parallel runs start with the longest: the latent dimension,
-    a vMF run ahead of a Gaussian one of the same size (Table 2 on 2 cores: v-NVDM d=200 took 345 s of
-    training and evaluation, G-NVDM d=200 258 s, the latent-25 and -50 rows 217-243 s)."""
+    a vMF run ahead of a Gaussian one of the same size (Table 2 on 2 cores at 7aec8bb: v-NVDM d=200 took
+    286 s of training and evaluation, G-NVDM d=200 178 s, the latent-25 and -50 rows 138-175 s)."""
     return experiment.model.latent_dim + (0.5 if experiment.model.latent == "vmf" else 0.0)
 
 
