@@ -276,6 +276,24 @@ class _VmfTerms(NamedTuple):
     gap: Tensor  # log C_p(0) - log C_p(kappa)
 
 
+def _log_c_plus_kappa_from(vt: Tensor, xt: Tensor, f: Tensor, e: Tensor) -> Tensor:
+    """``log C_p(kappa) + kappa`` from the core's F and E, in the core's dtype (see :func:`_vmf_terms`)."""
+    positive = xt > 0
+    v_log_x = torch.where(positive, vt * torch.log(torch.where(positive, xt, 1.0)), 0.0)
+    # log C + kappa + (v + 1) log 2 pi two ways; take the one whose terms are smaller.
+    via_f = xt - f
+    via_e = v_log_x - e
+    use_f = (f.abs() + xt <= e.abs() + v_log_x.abs()).detach() | ~positive
+    return torch.where(use_f, via_f, via_e) - (vt + 1.0) * _LOG_2PI
+
+
+def _vmf_log_c_plus_kappa(dim: Tensor | int, kappa: Tensor | float) -> Tensor:
+    """``log C_p(kappa) + kappa`` alone: the core evaluates F and E only (what ``log_prob`` needs), which
+    skips the ratio's series, G and 1 - A."""
+    vt, xt, values, dtype = _parts(_order(dim), kappa, "f", "e")
+    return _log_c_plus_kappa_from(vt, xt, values["f"], values["e"]).to(dtype)
+
+
 def _vmf_terms(dim: Tensor | int, kappa: Tensor | float) -> _VmfTerms:
     r"""The vMF quantities the distribution needs, from one evaluation of the Bessel core.
 
@@ -286,11 +304,5 @@ def _vmf_terms(dim: Tensor | int, kappa: Tensor | float) -> _VmfTerms:
     """
     vt, xt, values, dtype = _parts(_order(dim), kappa, "f", "e", "a", "g", "b")
     f, e, a, g, b = (values[k] for k in "feagb")
-    positive = xt > 0
-    v_log_x = torch.where(positive, vt * torch.log(torch.where(positive, xt, 1.0)), 0.0)
-    # log C + kappa + (v + 1) log 2 pi two ways; take the one whose terms are smaller.
-    via_f = xt - f
-    via_e = v_log_x - e
-    use_f = (f.abs() + xt <= e.abs() + v_log_x.abs()).detach() | ~positive
-    log_c_plus_kappa = torch.where(use_f, via_f, via_e) - (vt + 1.0) * _LOG_2PI
+    log_c_plus_kappa = _log_c_plus_kappa_from(vt, xt, f, e)
     return _VmfTerms(*(t.to(dtype) for t in (log_c_plus_kappa, a, b, g)))

@@ -9,7 +9,7 @@ from . import _marginal, _sampling
 from ._directional import DirectionalDistribution, compute_dtype, reattach_tangent
 from .fit import fit_von_mises_fisher
 from .hyperspherical_uniform import log_sphere_area
-from .special import _vmf_terms, vmf_log_normalizer, vmf_mean_resultant_length
+from .special import _vmf_log_c_plus_kappa, _vmf_terms, vmf_log_normalizer, vmf_mean_resultant_length
 
 __all__ = ["VonMisesFisher"]
 
@@ -125,7 +125,7 @@ class VonMisesFisher(DirectionalDistribution):
         dtype = compute_dtype(self.loc.dtype)
         squared_distance = (value.to(dtype) - self.loc.to(dtype)).pow(2).sum(-1)
         kappa = self.concentration.to(dtype)
-        out = _vmf_terms(self.dim, kappa).log_c_plus_kappa - 0.5 * kappa * squared_distance
+        out = _vmf_log_c_plus_kappa(self.dim, kappa) - 0.5 * kappa * squared_distance
         return out.to(self.loc.dtype)
 
     def _kl_to_uniform(self) -> Tensor:

@@ -198,3 +198,18 @@ def test_log_prob_matches_mpmath_at_large_kappa() -> None:
             torch.testing.assert_close(
                 q.log_prob(z).double(), torch.tensor([float(e) for e in expected], dtype=F64), rtol=rtol, atol=0
             )
+
+
+def test_log_prob_gradient_in_kappa_matches_mpmath() -> None:
+    """d/dkappa [log C_p(kappa) + kappa mu^T z] = mu^T z - A_p(kappa), with A_p = I_{p/2}/I_{p/2-1} from mpmath:
+    the gradient of the fast log_prob path, which asks the Bessel core for F and E only."""
+    for p, kappa in ((3, 0.5), (25, 100.0), (200, 1e4)):
+        mu = _unit(p, p)
+        k = torch.tensor(kappa, dtype=F64, requires_grad=True)
+        q = VonMisesFisher(mu, k)
+        z = q.sample((3,))
+        (grad,) = torch.autograd.grad(q.log_prob(z).sum(), k)
+        with mp.workdps(40):
+            a = ref.iv_ratio(mp.mpf(p) / 2 - 1, mp.mpf(kappa))
+        expected = float((z @ mu).sum()) - 3 * float(a)
+        assert grad.item() == pytest.approx(expected, rel=1e-10, abs=1e-10)
