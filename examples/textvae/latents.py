@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import math
 from abc import ABC, abstractmethod
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -151,15 +152,10 @@ class VMFLatent(Latent):
         else:
             self.register_buffer("kappa", torch.tensor(float(kappa)))
             # The KL of a fixed kappa is the same for every x: evaluated once, in float64, rather than a
-            # log-Bessel evaluation per batch (about 1 ms of a 9 ms training step on one core).
-            e1 = torch.zeros(dim, dtype=torch.float64)
-            e1[0] = 1.0
-            self._fixed_kl = float(
-                kl_divergence(
-                    VonMisesFisher(e1, torch.tensor(float(kappa), dtype=torch.float64)),
-                    HypersphericalUniform(dim, dtype=torch.float64),
-                )
-            )
+            # log-Bessel evaluation per batch (about 1 ms of a 9 ms training step on one core). A loaded
+            # state dict may carry another kappa, so loading evaluates it again.
+            self._fixed_kl = _kl_to_uniform(dim, float(kappa))
+            self.register_load_state_dict_post_hook(_refresh_fixed_kl)
 
     def _concentration(self, h: Tensor) -> Tensor:
         if self.learn_kappa:
@@ -188,6 +184,22 @@ class VMFLatent(Latent):
         # log C_p(kappa_j) + kappa_j mu_j^T z_i
         kappa = q.concentration.double()
         return vmf_log_normalizer(self.dim, kappa) + (z.double() @ q.loc.double().T) * kappa
+
+
+def _kl_to_uniform(dim: int, kappa: float) -> float:
+    """``KL(vMF(mu, kappa) || U(S^{dim-1}))`` in float64; it does not depend on ``mu``."""
+    e1 = torch.zeros(dim, dtype=torch.float64)
+    e1[0] = 1.0
+    return float(
+        kl_divergence(
+            VonMisesFisher(e1, torch.tensor(kappa, dtype=torch.float64)),
+            HypersphericalUniform(dim, dtype=torch.float64),
+        )
+    )
+
+
+def _refresh_fixed_kl(module: VMFLatent, incompatible_keys: Any) -> None:
+    module._fixed_kl = _kl_to_uniform(module.dim, float(module.kappa))
 
 
 class PointMass(Distribution):

@@ -106,6 +106,20 @@ def test_vmf_latent_fixed_kappa() -> None:
 
 
 @requires_vmf
+def test_vmf_fixed_kl_follows_a_loaded_kappa() -> None:
+    # The fixed-kappa KL is cached; a state dict with another kappa, loaded through a parent module as a
+    # checkpoint would be, must bring its own KL with it.
+    torch.manual_seed(0)
+    target = torch.nn.Sequential(make_latent("vmf", 6, 5, kappa=20.0))
+    source = torch.nn.Sequential(make_latent("vmf", 6, 5, kappa=60.0))
+    h = torch.randn(3, 6)
+    expected = source[0].kl(source[0](h))
+    assert not torch.allclose(target[0].kl(target[0](h)), expected)
+    target.load_state_dict(source.state_dict())
+    assert torch.equal(target[0].kl(target[0](h)), expected)
+
+
+@requires_vmf
 def test_vmf_learned_kappa_starts_at_the_given_value_and_gets_gradients() -> None:
     latent = make_latent("vmf", 6, 4, kappa=50.0, learn_kappa=True)
     q = latent(torch.randn(3, 6))
