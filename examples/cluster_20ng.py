@@ -54,7 +54,7 @@ def _finished_with(run_dir: Path, flat: dict[str, Any]) -> bool:
     if not (result_path.exists() and (run_dir / "best.pt").exists()):
         return False
     config = json.loads(result_path.read_text())["config"]
-    return all(config.get(k) == v for k, v in flat.items() if k not in RESUMABLE_CHANGES)
+    return not cfg.changed_settings(nvdm.Experiment, config, flat) - RESUMABLE_CHANGES
 
 
 def preset_runs(presets: Sequence[str], root: Path | None, jobs: int) -> list[Path]:

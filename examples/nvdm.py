@@ -222,7 +222,8 @@ def cmd_tune(args: argparse.Namespace) -> None:
         for p in args.presets
         for lr in (args.lrs or TUNE_LRS[PRESETS[p]["latent"]])
     ]
-    results = cli.run_many(PIPELINE, jobs, Path(args.run_dir or RUNS / "tune"), args.resume, args.jobs, test=False, cost=expected_cost)
+    run_dir = Path(args.run_dir or RUNS / "tune")
+    results = cli.run_many(PIPELINE, jobs, run_dir, args.resume, args.jobs, test=False, cost=expected_cost)
     rows = []
     for (name, _), r in zip(jobs, results, strict=True):
         row = {"preset": name.split("/")[0], "lr": r["config"]["lr"]}

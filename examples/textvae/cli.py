@@ -102,14 +102,14 @@ class Pipeline:
     summary: Callable[[dict[str, Any]], str]
 
 
-def _finished(result_path: Path, flat: dict[str, Any], test: bool) -> dict[str, Any] | None:
+def _finished(result_path: Path, experiment: Any, test: bool) -> dict[str, Any] | None:
     """The result in ``result_path`` if it is of the same configuration and as complete as asked."""
     if not result_path.exists():
         return None
     previous = json.loads(result_path.read_text())
     # A larger max_epochs or patience continues the run from its checkpoint instead of reusing it.
     ignored = RESUMABLE_CHANGES - {"max_epochs", "patience"}
-    same = all(previous["config"].get(k) == v for k, v in flat.items() if k not in ignored)
+    same = not cfg.changed_settings(type(experiment), previous["config"], cfg.to_flat(experiment)) - ignored
     return previous if same and (previous["test"] is not None or not test) else None
 
 
@@ -131,7 +131,7 @@ def run_one(
             print(prefix + line, flush=True)
 
     result_path = run_dir / "result.json"
-    previous = _finished(result_path, flat, test) if resume else None
+    previous = _finished(result_path, experiment, test) if resume else None
     if previous is not None:
         log(f"{label}: already finished in {run_dir}")
         return previous

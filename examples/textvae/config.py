@@ -25,7 +25,7 @@ import types
 import typing
 from typing import Any, TypeVar
 
-__all__ = ["to_flat", "from_flat", "add_flags", "from_args", "describe"]
+__all__ = ["to_flat", "from_flat", "changed_settings", "add_flags", "from_args", "describe"]
 
 C = TypeVar("C")
 
@@ -69,6 +69,17 @@ def from_flat(cls: type[C], flat: dict[str, Any]) -> C:
     for name, value in flat.items():
         by_section.setdefault(settings[name][0], {})[name] = value
     return cls(**{section: section_cls(**by_section.get(section, {})) for section, section_cls in _sections(cls)})
+
+
+def changed_settings(cls: type, stored: dict[str, Any], current: dict[str, Any]) -> set[str]:
+    """The settings in which ``current`` differs from ``stored``, the flat configuration of an earlier run.
+
+    A setting added to ``cls`` after that run is compared at its default: new settings default to the
+    behaviour that came before them, so that is the value the run had.
+    """
+    defaults = to_flat(cls())
+    keys = stored.keys() | current.keys()
+    return {k for k in keys if stored.get(k, defaults.get(k)) != current.get(k, defaults.get(k))}
 
 
 def _attribute_docs(cls: type) -> dict[str, str]:

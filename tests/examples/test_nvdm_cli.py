@@ -9,6 +9,7 @@ from pathlib import Path
 import nvdm
 import pytest
 from textvae import cli
+from textvae import config as cfg
 
 SMALL = [
     "--limit-docs", "300", "--valid-docs", "60", "--hidden", "32", "--latent-dim", "4", "--batch-size", "32",
@@ -31,6 +32,24 @@ def test_train_evaluates_and_resume_reuses_the_finished_run(tmp_path: Path, caps
     assert "already finished" in capsys.readouterr().out
     assert nvdm.main(["train", "--run-dir", str(tmp_path), *SMALL]) == 1  # would overwrite: refused
     assert "--resume" in capsys.readouterr().err
+
+
+def test_a_run_stored_before_a_setting_existed_is_the_same_configuration(
+    tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    assert nvdm.main(["train", "--run-dir", str(tmp_path), *SMALL]) == 0
+    result_path = tmp_path / "result.json"
+    result = json.loads(result_path.read_text())
+    del result["config"]["train_docs"]  # as written before --train-docs was added
+    result_path.write_text(json.dumps(result))
+    capsys.readouterr()
+    assert nvdm.main(["train", "--run-dir", str(tmp_path), "--resume", *SMALL]) == 0
+    assert "already finished" in capsys.readouterr().out
+    # A missing setting counts at its default only: another value is a change.
+    flat = result["config"]
+    assert cfg.changed_settings(nvdm.Experiment, flat, {**flat, "train_docs": 0}) == set()
+    assert cfg.changed_settings(nvdm.Experiment, flat, {**flat, "train_docs": 100}) == {"train_docs"}
+    assert cfg.changed_settings(nvdm.Experiment, {**flat, "seed": 3}, {**flat, "train_docs": 0}) == {"seed"}
 
 
 def _metrics(run_dir: Path) -> list[dict]:
