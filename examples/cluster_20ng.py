@@ -164,32 +164,42 @@ def _relative(path: str) -> str:
     return str(resolved.relative_to(nvdm.EXAMPLES.parent)) if resolved.is_relative_to(nvdm.EXAMPLES.parent) else path
 
 
+def _cluster_models(args: argparse.Namespace) -> tuple[list[dict[str, Any]], BowCorpus]:
+    """Embed the test documents with every model (training the missing ones first) and cluster them."""
+    presets = args.presets if args.presets is not None else ([] if args.runs else list(DEFAULT_PRESETS))
+    run_dirs = [Path(d) for d in args.runs or []]
+    run_dirs += preset_runs(presets, Path(args.run_dir) if args.run_dir else None, args.jobs)
+    torch.set_num_threads(args.threads)  # training in this process may have changed it
+    embeddings: dict[str, tuple[torch.Tensor, dict[str, Any]]] = {}
+    test = None
+    for run_dir in run_dirs:
+        model, result, corpus = load_run(run_dir)
+        if test is not None and corpus.labels != test.labels:
+            raise ValueError(f"{run_dir} was trained on other data than {run_dirs[0]}: its test set differs")
+        test = corpus
+        info = {"run_dir": str(run_dir), "model_test_ppl_corpus": (result.get("test") or {}).get("ppl_corpus")}
+        name = result["label"] if result["label"] not in embeddings else f"{result['label']} ({run_dir})"
+        embeddings[name] = (encode(model, Batches(corpus, nvdm.EVAL_BATCH, shuffle=False)), info)
+    if test is None:
+        raise ValueError("no model: give --runs or --presets")
+    if args.tfidf:
+        embeddings["tf-idf bag of words"] = (tfidf(test), {})
+    print(f"{len(test)} test documents; {len(embeddings)} embedding(s) x {len(METHODS)} methods", flush=True)
+    rows = cluster_all(embeddings, test.labels, args)
+    return rows, test
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     torch.set_num_threads(args.threads)
     meta = cli.start_report(argparse.Namespace(jobs=args.jobs, device="cpu"))  # clustering runs on the CPU
     started = time.perf_counter()
     try:
-        presets = args.presets if args.presets is not None else ([] if args.runs else list(DEFAULT_PRESETS))
-        run_dirs = [Path(d) for d in args.runs or []]
-        run_dirs += preset_runs(presets, Path(args.run_dir) if args.run_dir else None, args.jobs)
-        torch.set_num_threads(args.threads)  # training in this process may have changed it
-        embeddings: dict[str, tuple[torch.Tensor, dict[str, Any]]] = {}
-        test = None
-        for run_dir in run_dirs:
-            model, result, corpus = load_run(run_dir)
-            if test is not None and corpus.labels != test.labels:
-                raise ValueError(f"{run_dir} was trained on other data than {run_dirs[0]}: its test set differs")
-            test = corpus
-            info = {"run_dir": str(run_dir), "model_test_ppl_corpus": (result.get("test") or {}).get("ppl_corpus")}
-            name = result["label"] if result["label"] not in embeddings else f"{result['label']} ({run_dir})"
-            embeddings[name] = (encode(model, Batches(corpus, nvdm.EVAL_BATCH, shuffle=False)), info)
-        if test is None:
-            raise ValueError("no model: give --runs or --presets")
-        if args.tfidf:
-            embeddings["tf-idf bag of words"] = (tfidf(test), {})
-        print(f"{len(test)} test documents; {len(embeddings)} embedding(s) x {len(METHODS)} methods", flush=True)
-        rows = cluster_all(embeddings, test.labels, args)
+        with cli.terminate_as_interrupt():
+            rows, test = _cluster_models(args)
+    except KeyboardInterrupt:
+        print("interrupted: the models trained so far are kept; run the same command to continue", file=sys.stderr)
+        return 130
     except (NonFiniteLossError, CheckpointError, DataFormatError, FileNotFoundError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1

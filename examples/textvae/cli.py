@@ -15,13 +15,14 @@ Everything else is here, once:
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import multiprocessing
 import os
 import signal
 import sys
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -188,14 +189,44 @@ def _run_or_report(job: _Job) -> dict[str, Any]:
         return {"label": pipeline.label(flat), "config": flat, "error": str(error)}
 
 
+# In a pool worker of run_many: the event that says the command was interrupted, so start no more runs.
+_STOP: Any = None
+
+
+def _init_worker(stop: Any) -> None:
+    global _STOP
+    _STOP = stop
+
+
 def _run_in_worker(job: _Job) -> dict[str, Any]:
-    """:func:`_run_or_report` in a pool worker, where an interruption of the worker alone (its checkpoint is
-    saved) must come back as a result: a worker that dies of it would leave the pool waiting forever."""
+    """:func:`_run_or_report` in a pool worker, where an interruption (its checkpoint is saved) must come back
+    as a result: a worker that dies of it would leave the pool waiting forever. SIGTERM counts as one here
+    too, also outside the training loop (while the data load or the evaluation runs)."""
+    flat = cfg.to_flat(job[1])
+    interrupted = {"label": job[0].label(flat), "config": flat, "error": "interrupted; run again with --resume"}
     try:
-        return _run_or_report(job)
+        with terminate_as_interrupt():
+            if _STOP is not None and _STOP.is_set():
+                return interrupted
+            return _run_or_report(job)
     except KeyboardInterrupt:
-        flat = cfg.to_flat(job[1])
-        return {"label": job[0].label(flat), "config": flat, "error": "interrupted; run again with --resume"}
+        return interrupted
+
+
+def _wait_for_interrupted_workers(pool: Any, pending: Any, stop: Any) -> None:
+    """After an interruption of this process: no queued run starts, every running one saves its checkpoint
+    and returns. Ctrl-C reaches the workers by itself, ``kill`` this process only, so the workers are sent
+    SIGTERM too (a second signal changes nothing for a run already stopping). Killing them instead would cut
+    a checkpoint write short, and a worker left alone would go on training as an orphan."""
+    stop.set()
+    for worker in pool._pool:  # the pool has no public list of its processes
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(worker.pid, signal.SIGTERM)
+    pending.wait(_INTERRUPT_GRACE_SECONDS)
+
+
+# A stopping run finishes one training step and writes its checkpoint: seconds, far less than this.
+_INTERRUPT_GRACE_SECONDS = 120.0
 
 
 def run_many(
@@ -226,8 +257,15 @@ def run_many(
     if cost is not None:
         order.sort(key=lambda i: -cost(jobs[i][1]))  # stable: equal costs keep their order
     # spawn: a fresh interpreter per worker, never a fork of a process whose thread pools are running.
-    with multiprocessing.get_context("spawn").Pool(n_jobs) as pool:
-        done = pool.map(_run_in_worker, [work[i] for i in order], chunksize=1)
+    context = multiprocessing.get_context("spawn")
+    stop = context.Event()
+    with context.Pool(n_jobs, initializer=_init_worker, initargs=(stop,)) as pool:
+        pending = pool.map_async(_run_in_worker, [work[i] for i in order], chunksize=1)
+        try:
+            done = pending.get()
+        except KeyboardInterrupt:
+            _wait_for_interrupted_workers(pool, pending, stop)
+            raise
     results: list[dict[str, Any]] = [{}] * len(work)
     for i, result in zip(order, done, strict=True):
         results[i] = result
@@ -310,20 +348,28 @@ def _interrupt(signum: int, frame: Any) -> None:
     raise KeyboardInterrupt
 
 
+@contextlib.contextmanager
+def terminate_as_interrupt() -> Iterator[None]:
+    """Within the block SIGTERM raises ``KeyboardInterrupt``: ``kill`` stops a command as cleanly as Ctrl-C
+    (runs save their checkpoint; :func:`run_many` stops its workers the same way)."""
+    previous = signal.signal(signal.SIGTERM, _interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 def main(parser: argparse.ArgumentParser, argv: Sequence[str] | None = None) -> int:
     """Parse ``argv``, run the chosen command's ``func``, and turn interruptions and user errors into exit codes
     (130 after an interruption, 1 after an error, with the message on stderr)."""
     args = parser.parse_args(argv)
-    # `kill` stops a command as cleanly as Ctrl-C: runs save their checkpoint, a process pool is shut down.
-    previous = signal.signal(signal.SIGTERM, _interrupt)
     try:
-        args.func(args)
+        with terminate_as_interrupt():
+            args.func(args)
     except KeyboardInterrupt:
         print("interrupted: run the same command with --resume to continue", file=sys.stderr)
         return 130
     except (NonFiniteLossError, CheckpointError, DataFormatError, FileNotFoundError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
-    finally:
-        signal.signal(signal.SIGTERM, previous)
     return 0

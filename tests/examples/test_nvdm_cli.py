@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
+import signal
+import subprocess
+import sys
+import time
 import types
 from pathlib import Path
 
@@ -115,6 +121,55 @@ def test_compare_in_two_processes(tmp_path: Path, capsys: pytest.CaptureFixture)
     assert "| G-NVDM d=4 | – |" in out and "| v-NVDM d=4 kappa=100 | – |" in out  # no paper row at latent 4
     for name in nvdm.QUICK_ROWS:
         assert json.loads((tmp_path / name / "result.json").read_text())["epochs"] == 1
+
+
+def _children(pid: int) -> list[int]:
+    """The processes whose parent is ``pid`` (Linux /proc)."""
+    out = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError):
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            if int(fields[1]) == pid:
+                out.append(int(stat.parent.name))
+    return out
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads the process table from /proc")
+def test_kill_stops_parallel_runs_with_their_checkpoints_and_no_orphans(tmp_path: Path) -> None:
+    """SIGTERM to the command alone (``kill``, not Ctrl-C, which reaches every process): each worker saves
+    its checkpoint and exits, the command exits 130, and ``--resume`` continues both runs from there."""
+    endless = ["--max-epochs", "100000", "--patience", "100000"]
+    args = [sys.executable, nvdm.__file__, "compare", "--jobs", "2", "--run-dir", str(tmp_path), *SMALL, *endless]
+    process = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    workers: list[int] = []
+    try:
+        runs = [tmp_path / name for name in nvdm.QUICK_ROWS]
+        deadline = time.monotonic() + 120
+        while not all((r / "metrics.jsonl").exists() and len(_metrics(r)) >= 2 for r in runs):
+            assert process.poll() is None and time.monotonic() < deadline, process.communicate()
+            time.sleep(0.2)
+        workers = [p for p in _children(process.pid) if b"spawn_main" in Path(f"/proc/{p}/cmdline").read_bytes()]
+        assert len(workers) == 2
+        process.send_signal(signal.SIGTERM)
+        _, err = process.communicate(timeout=60)
+    finally:  # never leave processes behind, whatever failed
+        for pid in [process.pid, *workers]:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+    assert process.returncode == 130, err
+    assert "interrupted" in err
+    for pid in workers:  # gone (or a zombie that only waits for its exit code to be read)
+        status = Path(f"/proc/{pid}/status")
+        assert not status.exists() or "zombie" in status.read_text()
+    before = [_metrics(r) for r in runs]
+    assert all((r / "last.pt").exists() for r in runs)
+    # Resume continues each run where its checkpoint left it, up to two epochs more than the longer one.
+    target = max(len(m) for m in before) + 2
+    resume = ["--resume", "--max-epochs", str(target), "--patience", "100000"]
+    assert nvdm.main(["compare", "--jobs", "2", "--run-dir", str(tmp_path), *SMALL, *resume]) == 0
+    for run, old in zip(runs, before, strict=True):
+        new = _metrics(run)
+        assert len(new) == target and new[: len(old)] == old
 
 
 @pytest.mark.parametrize(
