@@ -195,23 +195,25 @@ def test_parallel_runs_start_with_the_longest_and_keep_the_table_order(monkeypat
     started: list[str] = []
 
     class SerialPool:  # stands in for the process pool: runs the jobs here, in the order they are given
-        def __init__(self, processes: int) -> None:
+        def __init__(self, processes: int, initializer: object = None, initargs: tuple = ()) -> None:
             pass
 
-        def __enter__(self) -> "SerialPool":
+        def __enter__(self) -> SerialPool:
             return self
 
         def __exit__(self, *exc: object) -> None:
             pass
 
-        def map(self, func, work, chunksize):  # type: ignore[no-untyped-def]
-            return [func(job) for job in work]
+        def map_async(self, func, work, chunksize):  # type: ignore[no-untyped-def]
+            done = [func(job) for job in work]
+            return types.SimpleNamespace(get=lambda: done)
 
     def fake_run(job):  # type: ignore[no-untyped-def]
         started.append(job[2].name)
         return {"label": job[2].name}
 
-    monkeypatch.setattr(cli.multiprocessing, "get_context", lambda method: types.SimpleNamespace(Pool=SerialPool))
+    context = types.SimpleNamespace(Pool=SerialPool, Event=lambda: None)
+    monkeypatch.setattr(cli.multiprocessing, "get_context", lambda method: context)
     monkeypatch.setattr(cli, "_run_in_worker", fake_run)
     args = nvdm.build_parser().parse_args(["reproduce"])
     jobs = [(name, nvdm._experiment(args, name)) for name in nvdm.TABLE2_ROWS]
