@@ -213,6 +213,10 @@ def _run_in_worker(job: _Job) -> dict[str, Any]:
         return interrupted
 
 
+# A stopping run finishes one training step and writes its checkpoint: seconds, far less than this.
+_INTERRUPT_GRACE_SECONDS = 120.0
+
+
 def _wait_for_interrupted_workers(pool: Any, pending: Any, stop: Any) -> None:
     """After an interruption of this process: no queued run starts, every running one saves its checkpoint
     and returns. Ctrl-C reaches the workers by itself, ``kill`` this process only, so the workers are sent
@@ -223,10 +227,6 @@ def _wait_for_interrupted_workers(pool: Any, pending: Any, stop: Any) -> None:
         with contextlib.suppress(ProcessLookupError):
             os.kill(worker.pid, signal.SIGTERM)
     pending.wait(_INTERRUPT_GRACE_SECONDS)
-
-
-# A stopping run finishes one training step and writes its checkpoint: seconds, far less than this.
-_INTERRUPT_GRACE_SECONDS = 120.0
 
 
 def run_many(
