@@ -169,7 +169,8 @@ def main() -> None:
         print(
             f"{r['region']:30s} {r['ours_max_err']:12.2e} {r['scipy_max_err_where_finite']:13.2e} "
             f"{100 * r['scipy_nonfinite']:15.1f}% {r['ours_cpu_per_s'] / 1e6:12.2f} {r['scipy_cpu_per_s'] / 1e6:13.2f} "
-            f"{r['ours_cpu_per_s'] / r['scipy_cpu_per_s']:6.2f} {r['ours_cpu_1thread_per_s'] / r['scipy_cpu_per_s']:8.2f}"
+            f"{r['ours_cpu_per_s'] / r['scipy_cpu_per_s']:6.2f} "
+            f"{r['ours_cpu_1thread_per_s'] / r['scipy_cpu_per_s']:8.2f}"
             + (f"  cuda {r['ours_cuda_per_s'] / 1e6:.1f} Melem/s" if "ours_cuda_per_s" in r else "")
         )
     if args.json:
