@@ -7,6 +7,7 @@ import torch
 from torch import Tensor
 from torch.distributions import Distribution
 
+from ._sampling import row_norms, row_sums
 from .constraints import finite_nonnegative, sphere
 
 
@@ -19,8 +20,8 @@ def reattach_tangent(v: Tensor, loc: Tensor) -> Tensor:
     """``v`` (unit, orthogonal to ``loc``, no gradient) re-projected onto the plane orthogonal to
     ``loc`` and normalised: the identity in value, with ``d v / d loc = -loc v^T``, a rotation of
     the tangent frame to first order. Every sampler's ``v`` gets the same gradient this way."""
-    v = v - (v * loc).sum(-1, keepdim=True) * loc
-    return v / torch.linalg.vector_norm(v, dim=-1, keepdim=True)
+    v = v - row_sums(v * loc) * loc
+    return v / row_norms(v)
 
 
 class DirectionalDistribution(Distribution):

@@ -34,8 +34,14 @@ _CHUNK_FLOATS = 1 << 16
 # Below this dimension the tangent direction is projected twice: one projection leaves a component
 # along mu of eps |g| / |g_perp|, and |g_perp| << |g| is common only when p is small.
 _REPROJECT_BELOW = 17
-# Gaussian buffers at least this large are filled by several generators in parallel threads.
+# Gaussian buffers at least this large are filled in blocks of whole rows, about _NORMAL_BLOCK
+# floats each, by the worker threads; a block stays in cache while torch's generator passes over it.
 _PARALLEL_NORMALS = 1 << 17
+_NORMAL_BLOCK = 1 << 16
+# torch splits a reduction with a single output of at least this many elements
+# (at::internal::GRAIN_SIZE) among its threads, in an order that depends on the thread count; with
+# several outputs, each one is reduced whole by one thread.
+_TORCH_GRAIN = 1 << 15
 
 
 def set_sampler_backend(backend: Backend) -> None:
@@ -69,31 +75,58 @@ def _use_triton(t: Tensor) -> bool:
 def _start_normal_fill(out: Tensor, generator: torch.Generator | None) -> Callable[[], None]:
     """Begin filling ``out`` (2-D, contiguous) with standard normals; call the result to wait.
 
-    torch's CPU generator fills serially. For large buffers on CPU the rows are split among
-    ``torch.get_num_threads()`` generators seeded from ``generator`` and filled in worker threads,
-    while the caller goes on (with the marginal sampler, which draws from ``generator`` after the
-    seeds were taken). The split depends only on the shape and the thread count, so a seed gives
-    the same samples whatever the timing.
+    torch's CPU generator fills serially. For large buffers on CPU the rows are cut into blocks of
+    about ``_NORMAL_BLOCK`` floats, each filled from its own generator seeded from ``generator``,
+    by the worker threads while the caller goes on (with the marginal sampler, which draws from
+    ``generator`` after the seeds were taken). The blocks and their seeds depend only on the
+    shape, never on the thread count or the timing, so a seed gives the same samples on any
+    machine.
     """
-    serial = torch.compiler.is_compiling() or out.device.type != "cpu" or out.numel() < _PARALLEL_NORMALS
-    workers = 1 if serial else torch.get_num_threads()
-    if workers < 2:
+    if torch.compiler.is_compiling() or out.device.type != "cpu" or out.numel() < _PARALLEL_NORMALS:
         out.normal_(generator=generator)  # not randn(out=): that fails under dynamic shapes in torch.compile
         return lambda: None
-    seeds = torch.randint(0, 2**62, (workers,), generator=generator).tolist()
-    bounds = [round(i * out.shape[0] / workers) for i in range(workers + 1)]
+    rows = max(1, _NORMAL_BLOCK // out.shape[1])
+    starts = range(0, out.shape[0], rows)
+    seeds = torch.randint(0, 2**62, (len(starts),), generator=generator).tolist()
 
-    def fill(i: int) -> None:
-        part = out[bounds[i] : bounds[i + 1]]
-        torch.randn(part.shape, dtype=out.dtype, generator=torch.Generator().manual_seed(seeds[i]), out=part)
+    def fill(begin: int, seed: int) -> None:
+        out[begin : begin + rows].normal_(generator=torch.Generator().manual_seed(seed))
 
-    futures = [thread_pool().submit(fill, i) for i in range(workers)]
+    if torch.get_num_threads() < 2:
+        for begin, seed in zip(starts, seeds):
+            fill(begin, seed)
+        return lambda: None
+    futures = [thread_pool().submit(fill, begin, seed) for begin, seed in zip(starts, seeds)]
     return lambda: [future.result() for future in futures] and None
 
 
 def _uniform(shape: tuple[int, ...], like: Tensor, generator: torch.Generator | None) -> Tensor:
     # In-place fills: torch.rand(size, generator=...) fails on symbolic sizes under torch.compile.
     return torch.empty(shape, dtype=like.dtype, device=like.device).uniform_(generator=generator)
+
+
+# ---------------------------------------------------------------------------- row reductions
+
+
+def _reduce_rows(reduce: Callable[[Tensor], Tensor], x: Tensor) -> Tensor:
+    """``reduce(x)``, a sum or a norm over the last dimension of the 2-D ``x`` (keepdim), the same
+    at any thread count: a single long row is reduced as two halves and its odd element, whose
+    results are reduced in turn."""
+    if x.shape[0] > 1 or x.numel() < _TORCH_GRAIN:
+        return reduce(x)
+    half = x.shape[1] // 2
+    parts = (reduce(x[:, : 2 * half].reshape(2, half)).reshape(1, 2), reduce(x[:, 2 * half :]))
+    return reduce(torch.cat(parts, dim=-1))
+
+
+def row_sums(x: Tensor) -> Tensor:
+    """``x.sum(-1, keepdim=True)`` for 2-D ``x``, the same at any thread count."""
+    return _reduce_rows(lambda t: t.sum(-1, keepdim=True), x)
+
+
+def row_norms(x: Tensor) -> Tensor:
+    """``torch.linalg.vector_norm(x, dim=-1, keepdim=True)`` for 2-D ``x``, the same at any thread count."""
+    return _reduce_rows(lambda t: torch.linalg.vector_norm(t, dim=-1, keepdim=True), x)
 
 
 # ---------------------------------------------------------------------------- tangent directions
@@ -106,10 +139,10 @@ def _finish_tangent(g: Tensor, mu: Tensor, scale: Tensor) -> None:
     rows = max(1, _CHUNK_FLOATS // p)
     for begin in range(0, g.shape[0], rows):
         gc, m = g[begin : begin + rows], mu[begin : begin + rows]
-        gc.addcmul_(m, (gc * m).sum(-1, keepdim=True), value=-1.0)  # project out mu
+        gc.addcmul_(m, row_sums(gc * m), value=-1.0)  # project out mu
         if p < _REPROJECT_BELOW:
-            gc.addcmul_(m, (gc * m).sum(-1, keepdim=True), value=-1.0)
-        norm = torch.linalg.vector_norm(gc, dim=-1, keepdim=True).clamp_min_(torch.finfo(gc.dtype).tiny)
+            gc.addcmul_(m, row_sums(gc * m), value=-1.0)
+        norm = row_norms(gc).clamp_min_(torch.finfo(gc.dtype).tiny)
         gc.mul_(scale[begin : begin + rows].unsqueeze(-1) / norm)
 
 

@@ -16,8 +16,9 @@ import scipy.integrate
 import scipy.stats
 import torch
 
-from spherical_dists import VonMisesFisher
+from spherical_dists import HypersphericalUniform, PowerSpherical, VonMisesFisher
 from spherical_dists._marginal import sample_marginal
+from spherical_dists._sampling import _PARALLEL_NORMALS
 from spherical_dists.special import vmf_mean_resultant_length
 
 from .conftest import DEVICES
@@ -100,7 +101,7 @@ def _chi_square_p_value(theta: torch.Tensor, p: int, kappa: float, bins: int = 4
 
 @pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("dtype", [F64, torch.float32])
-@pytest.mark.parametrize("p", DIMS)
+@pytest.mark.parametrize("p", [p if p < 100 else pytest.param(p, marks=pytest.mark.slow) for p in DIMS])
 def test_marginal_moments_fit_and_symmetry(p: int, dtype: torch.dtype, device: str) -> None:
     draws = DRAWS if p <= 100 else DRAWS // 5
     for i, kappa in enumerate(KAPPAS):
@@ -137,6 +138,7 @@ def test_marginal_moments_fit_and_symmetry(p: int, dtype: torch.dtype, device: s
         )
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("p", [16384, 65536])
 def test_high_dimension(p: int) -> None:
     """The marginal sampler with 1e5 draws, and the full sampler (2,000 draws) for its moments."""
@@ -222,3 +224,49 @@ def test_covariance_matches_sample_covariance() -> None:
     sample_cov = products.mean(0)
     standard_error = products.std(0) / math.sqrt(z.shape[0])
     assert ((sample_cov - dist.covariance_matrix).abs() <= 5 * standard_error + 1e-12).all()
+
+
+# (rows, p, dtype): p = 2 and 3 draw no Gaussians; the others fill at least _PARALLEL_NORMALS of
+# them, and p > 2^15 (one row per chunk) and the single row take torch's reductions over one long
+# row, which torch splits among its threads.
+THREAD_CASES = [
+    pytest.param(n, p, dtype, id=f"{n}x{p}-{str(dtype).removeprefix('torch.')}")
+    for n, p, dtype in [
+        (70_000, 2, torch.float32),
+        (50_000, 3, F64),
+        (3_000, 50, torch.float32),
+        (3_000, 50, F64),
+        (200, 1000, torch.float32),
+        (3, 65_537, F64),
+        (1, 131_073, torch.float32),
+    ]
+]
+
+
+@pytest.mark.parametrize("grad", [False, True])
+@pytest.mark.parametrize("cls", [VonMisesFisher, PowerSpherical, HypersphericalUniform])
+@pytest.mark.parametrize("n, p, dtype", THREAD_CASES)
+def test_same_samples_at_any_thread_count(n: int, p: int, dtype: torch.dtype, cls: type, grad: bool) -> None:
+    """A seed and a shape give the same samples with 1, 2 and 4 threads, as torch's own
+    distributions do: nothing may depend on torch.get_num_threads()."""
+    if cls is HypersphericalUniform and grad:
+        pytest.skip("no parameters to differentiate")
+    assert p <= 3 or n * p >= _PARALLEL_NORMALS
+    gen = torch.Generator().manual_seed(p)
+    loc = torch.nn.functional.normalize(torch.randn(p, dtype=F64, generator=gen), dim=-1).to(dtype)
+    kappa = torch.tensor(30.0, dtype=dtype)
+    if grad:
+        loc, kappa = loc.requires_grad_(), kappa.requires_grad_()
+    dist = HypersphericalUniform(p, dtype=dtype) if cls is HypersphericalUniform else cls(loc, kappa)
+    draw = dist.rsample if grad else dist.sample
+    previous = torch.get_num_threads()
+    samples = []
+    try:
+        for threads in (1, 2, 4):
+            torch.set_num_threads(threads)
+            samples.append(draw((n,), generator=torch.Generator().manual_seed(17)).detach())
+    finally:
+        torch.set_num_threads(previous)
+    assert samples[0].shape == (n, p)
+    for threads, z in zip((2, 4), samples[1:]):
+        assert torch.equal(z, samples[0]), (threads, (z - samples[0]).abs().max().item())
