@@ -50,7 +50,9 @@ from collections.abc import Callable
 import torch
 from torch import Tensor
 
+from ._cancellation import sum_with_smaller_terms
 from ._debye import debye_q_r
+from ._gamma import binet
 from ._threads import thread_pool
 
 DEBYE_MIN_ORDER = 20.0  # Debye is used at orders >= this ...
@@ -85,18 +87,6 @@ _AT_INFINITY = {"f": math.inf, "e": -math.inf, "a": 1.0, "g": math.inf, "b": 0.0
 
 _coefficient_cache: dict[tuple[torch.device, int], Tensor] = {}
 
-# Binet's function mu(v) = lgamma(v + 1) - (v log v - v + log(2 pi v) / 2) = sum_j B_2j / (2j (2j-1) v^(2j-1));
-# seven terms are below 1e-19 for v >= 20.
-_BINET = (1 / 12, -1 / 360, 1 / 1260, -1 / 1680, 1 / 1188, -691 / 360360, 1 / 156)
-
-
-def _binet(v: Tensor) -> Tensor:
-    inv_sq = 1.0 / (v * v)
-    out = torch.full_like(v, _BINET[-1])
-    for c in _BINET[-2::-1]:
-        out = out * inv_sq + c
-    return out / v
-
 
 def _log_iv_minus_v_log_x_at_zero(v: Tensor) -> Tensor:
     """F(v, 0) = -v log 2 - lgamma(v + 1)."""
@@ -129,9 +119,7 @@ def _debye_matrix(device: torch.device, terms: int) -> Tensor:
 
 def _log_iv_from(v: Tensor, x: Tensor, f: Tensor, e: Tensor) -> Tensor:
     """log I_v(x) = F + v log x = E + x, from the decomposition whose terms are smaller (less rounding)."""
-    v_log_x = torch.xlogy(v, x)  # 0 at v = 0, even at x = 0
-    use_f = f.abs() + v_log_x.abs() <= e.abs() + x
-    return torch.where(use_f, f + v_log_x, e + x)
+    return sum_with_smaller_terms((f, torch.xlogy(v, x)), (e, x))  # xlogy: 0 at v = 0, even at x = 0
 
 
 def _debye(nu: Tensor, x: Tensor, want: Want, terms: int = _DEBYE_TERMS) -> Parts:
@@ -183,9 +171,9 @@ def _debye(nu: Tensor, x: Tensor, want: Want, terms: int = _DEBYE_TERMS) -> Part
         r_minus_nu = x * x / (r + nu)
         g = r_minus_nu - nu * torch.log1p(r_minus_nu / (2.0 * nu)) - 0.5 * torch.log1p(r_minus_nu / nu) + log_sum_u
         if all_high:
-            out["g"] = g + _binet(nu)
+            out["g"] = g + binet(nu)
         else:
-            out["g"] = torch.where(high, g + _binet(nu), f - _log_iv_minus_v_log_x_at_zero(nu))  # type: ignore[operator]
+            out["g"] = torch.where(high, g + binet(nu), f - _log_iv_minus_v_log_x_at_zero(nu))  # type: ignore[operator]
     if need_ratio:
         sum_r = qr[2 * terms + 1]
         for j in range(terms - 1, -1, -1):

@@ -45,7 +45,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from .special import _vmf_terms
+from ._vmf import vmf_terms
 
 MAX_PROPOSALS = 40  # per row; all rejected has probability below 0.343^40 = 3e-19
 PROPOSALS_PER_ROUND = 4  # CUDA and torch.compile: 10 masked rounds over every row
@@ -203,7 +203,7 @@ def _kappa_derivative_rows(kappa: Tensor, omw: Tensor, opw: Tensor, dim: int, on
 
 def kappa_derivative(kappa: Tensor, omw: Tensor, opw: Tensor, dim: int) -> Tensor:
     """dw/dkappa at fixed CDF value (implicit reparameterisation), float64 1-D tensors."""
-    one_minus_mean = _vmf_terms(dim, kappa).one_minus_mean_length  # exact as A -> 1
+    one_minus_mean = vmf_terms(dim, kappa).one_minus_mean_length  # exact as A -> 1
     if not _eager_cpu(kappa) or kappa.shape[0] <= _GRADIENT_CHUNK:
         return _kappa_derivative_rows(kappa, omw, opw, dim, one_minus_mean)
     chunks = [
@@ -237,3 +237,11 @@ class ImplicitMarginal(torch.autograd.Function):
             return None, None, None, None
         dw = kappa_derivative(kappa.detach().to(torch.float64), omw, opw, ctx.dim)
         return (grad_w * dw).to(kappa.dtype), None, None, None
+
+
+def implicit_gradient(kappa: Tensor, omw: Tensor, opw: Tensor, dim: int) -> tuple[Tensor, Tensor]:
+    """``(1 - w, 1 + w)`` drawn without gradient, carrying dw/dkappa to ``kappa`` (any float dtype)
+    through :class:`ImplicitMarginal` where it requires grad, and as they are otherwise."""
+    if not kappa.requires_grad:
+        return omw, opw
+    return ImplicitMarginal.apply(kappa.to(torch.float64), omw, opw, dim)

@@ -1,14 +1,20 @@
-"""Drawing von Mises-Fisher samples: backend dispatch and the pure-torch path.
+"""Drawing samples ``z = w mu + sqrt(1 - w^2) v`` of the distributions on the sphere: backend
+dispatch and the pure-torch path.
 
-A sample is ``z = w mu + sqrt(1 - w^2) v`` with ``w`` from the marginal sampler (``_marginal``)
-and ``v`` a unit vector uniform on the great sphere orthogonal to ``mu``. Two entry points:
+``w`` is the marginal (each distribution's own, as ``(1 - w, 1 + w)``) and ``v`` a unit vector
+uniform on the great sphere orthogonal to ``mu``; every special case of p = 2 and p = 3 (no
+Gaussians needed) is here. Entry points:
 
-* :func:`sample`: ``z`` without gradients, the fast path (in-place, cache-sized row chunks);
-* :func:`components`: ``(1 - w, 1 + w, v)``, from which ``VonMisesFisher.rsample`` assembles ``z``
-  differentiably, so that every backend gives gradients with the same law.
+* :func:`tangent_directions`: ``v`` alone;
+* :func:`components`: ``(1 - w, 1 + w, v)`` with the marginal drawn while the Gaussians of ``v``
+  are filled, from which ``DirectionalDistribution.rsample`` assembles ``z`` differentiably;
+* :func:`w_and_s`: ``(1 - w, 1 + w) -> (w, sqrt(1 - w^2))``, for every assembly;
+* :func:`sample`: the von Mises-Fisher ``z`` without gradients, the fast path (in place,
+  cache-sized row chunks), and :func:`triton_components`, its ``(1 - w, 1 + w, v)`` on CUDA.
 
-On CUDA tensors the Triton kernel (``_triton_sampler``) is used when Triton is installed and the
-backend is ``"auto"``; :func:`set_sampler_backend` forces the pure-torch path.
+On CUDA tensors the von Mises-Fisher sampler is the Triton kernel (``_triton_sampler``) when
+Triton is installed and the backend is ``"auto"``; :func:`set_sampler_backend` forces the
+pure-torch path.
 """
 
 from __future__ import annotations
@@ -173,64 +179,81 @@ def _assemble_3d(mu: Tensor, w: Tensor, s: Tensor, generator: torch.Generator | 
     return torch.stack(columns, dim=-1)
 
 
+def _low_dimension(mu: Tensor, w: Tensor, s: Tensor, generator: torch.Generator | None) -> Tensor:
+    """``w mu + s v`` for p = 2 and p = 3, where ``v`` takes one uniform per row and no Gaussians."""
+    if mu.shape[-1] == 2:
+        return _tangent_2d(mu, generator).mul_(s.unsqueeze(-1)).addcmul_(mu, w.unsqueeze(-1))
+    return _assemble_3d(mu, w, s, generator)
+
+
 # ---------------------------------------------------------------------------- entry points
+
+Marginal = Callable[[], tuple[Tensor, Tensor]]
+
+
+def w_and_s(omw: Tensor, opw: Tensor, dtype: torch.dtype) -> tuple[Tensor, Tensor]:
+    """``(1 - w, 1 + w) -> (w, s = sqrt(1 - w^2))`` in ``dtype``: w from the smaller of the two,
+    which keeps its digits near either pole."""
+    upper = (omw <= 1.0).to(omw.dtype)
+    return _select(upper, 1.0 - omw, opw - 1.0).to(dtype), torch.sqrt(omw * opw).to(dtype)
 
 
 def tangent_directions(mu: Tensor, generator: torch.Generator | None = None) -> Tensor:
     """Unit vectors ``v`` uniform on the great sphere orthogonal to each row of ``mu`` (n, p), no
     gradient; the tangent part of any rotationally symmetric law about ``mu`` (pure torch)."""
     n, p = mu.shape
-    if p == 2:
-        return _tangent_2d(mu, generator)
-    if p == 3:
+    if p <= 3:
         zeros = torch.zeros(n, dtype=mu.dtype, device=mu.device)
-        return _assemble_3d(mu, zeros, torch.ones_like(zeros), generator)
+        return _low_dimension(mu, zeros, torch.ones_like(zeros), generator)
     v = torch.empty_like(mu)
     _start_normal_fill(v, generator)()
     _finish_tangent(v, mu, torch.ones(n, dtype=mu.dtype, device=mu.device))
     return v
 
 
-def _w_and_s(omw: Tensor, opw: Tensor, dtype: torch.dtype) -> tuple[Tensor, Tensor]:
-    """w (from the smaller of 1 - w and 1 + w) and s = sqrt(1 - w^2), in ``dtype``."""
-    upper = (omw <= 1.0).to(omw.dtype)
-    return _select(upper, 1.0 - omw, opw - 1.0).to(dtype), torch.sqrt(omw * opw).to(dtype)
-
-
-def components(mu: Tensor, kappa: Tensor, generator: torch.Generator | None = None) -> tuple[Tensor, Tensor, Tensor]:
-    """``(1 - w, 1 + w, v)`` for rows of ``mu`` (n, p) and ``kappa`` (n,); float64 marginal."""
-    if _use_triton(mu):
-        from . import _triton_sampler
-
-        return _triton_sampler.components(mu, kappa, generator)
+def components(
+    mu: Tensor, marginal: Marginal, generator: torch.Generator | None = None
+) -> tuple[Tensor, Tensor, Tensor]:
+    """``(*marginal(), v)`` for rows of ``mu`` (n, p), ``v`` as from :func:`tangent_directions`.
+    For p >= 4 the Gaussians of ``v`` are drawn first (their seeds, for a large buffer), so that
+    their fill runs in the worker threads while ``marginal`` draws from ``generator``."""
     n, p = mu.shape
     if p <= 3:
-        omw, opw = sample_marginal(kappa.to(torch.float64), p, generator)
+        omw, opw = marginal()
         return omw, opw, tangent_directions(mu, generator)
     v = torch.empty_like(mu)
     wait = _start_normal_fill(v, generator)
-    omw, opw = sample_marginal(kappa.to(torch.float64), p, generator)
+    omw, opw = marginal()
     wait()
     _finish_tangent(v, mu, torch.ones(n, dtype=mu.dtype, device=mu.device))
     return omw, opw, v
 
 
+def triton_components(
+    mu: Tensor, kappa: Tensor, generator: torch.Generator | None = None
+) -> tuple[Tensor, Tensor, Tensor] | None:
+    """The von Mises-Fisher ``(1 - w, 1 + w, v)`` (float64 marginal, no gradient) drawn by the
+    Triton kernel in one launch where it serves (see :func:`set_sampler_backend`); None elsewhere."""
+    if not _use_triton(mu):
+        return None
+    from . import _triton_sampler
+
+    return _triton_sampler.components(mu, kappa, generator)
+
+
 def sample(mu: Tensor, kappa: Tensor, generator: torch.Generator | None = None) -> Tensor:
-    """``z`` for rows of ``mu`` (n, p) and ``kappa`` (n,), without gradients."""
+    """The von Mises-Fisher ``z`` for rows of ``mu`` (n, p) and ``kappa`` (n,), without gradients."""
     if _use_triton(mu):
         from . import _triton_sampler
 
         return _triton_sampler.sample(mu, kappa, generator)
     p = mu.shape[-1]
-    if p == 2:
-        w, s = _w_and_s(*sample_marginal(kappa.to(mu.dtype), p, generator), mu.dtype)
-        return _tangent_2d(mu, generator).mul_(s.unsqueeze(-1)).addcmul_(mu, w.unsqueeze(-1))
-    if p == 3:
-        w, s = _w_and_s(*sample_marginal(kappa.to(mu.dtype), p, generator), mu.dtype)
-        return _assemble_3d(mu, w, s, generator)
+    kappa = kappa.to(mu.dtype)  # p = 3's exact inverse CDF runs in this dtype; other p in float64
+    if p <= 3:
+        return _low_dimension(mu, *w_and_s(*sample_marginal(kappa, p, generator), mu.dtype), generator)
     z = torch.empty_like(mu)
     wait = _start_normal_fill(z, generator)  # runs while the marginal is drawn
-    w, s = _w_and_s(*sample_marginal(kappa.to(mu.dtype), p, generator), mu.dtype)
+    w, s = w_and_s(*sample_marginal(kappa, p, generator), mu.dtype)
     wait()
     _finish_tangent(z, mu, s)
     return z.addcmul_(mu, w.unsqueeze(-1))

@@ -8,6 +8,7 @@ import torch
 from torch import Tensor
 from torch.distributions import Distribution
 
+from ._checks import check_count
 from .constraints import sphere
 
 __all__ = ["HypersphericalUniform", "log_sphere_area"]
@@ -16,12 +17,6 @@ __all__ = ["HypersphericalUniform", "log_sphere_area"]
 def log_sphere_area(dim: int) -> float:
     r"""Log surface area of :math:`S^{p-1} \subset \mathbb{R}^p`: :math:`\log(2 \pi^{p/2} / \Gamma(p/2))`."""
     return math.log(2.0) + 0.5 * dim * math.log(math.pi) - math.lgamma(0.5 * dim)
-
-
-def _check_dim(dim: int) -> int:
-    if isinstance(dim, bool) or not isinstance(dim, int) or dim < 2:
-        raise ValueError(f"dim must be an integer >= 2 (the ambient dimension p of S^(p-1)), got {dim!r}")
-    return dim
 
 
 class HypersphericalUniform(Distribution):
@@ -67,14 +62,20 @@ class HypersphericalUniform(Distribution):
         device: torch.device | str | None = None,
         validate_args: bool | None = None,
     ) -> None:
-        self.dim = _check_dim(dim)
+        self.dim = check_count(dim, "dim (the ambient dimension p of S^(p-1))", 2)
         self._dtype = dtype if dtype is not None else torch.get_default_dtype()
+        if not self._dtype.is_floating_point:
+            raise ValueError(f"dtype must be a floating-point dtype (samples are unit vectors), got {self._dtype}")
         self._device = torch.device(device) if device is not None else torch.device("cpu")
         super().__init__(torch.Size(batch_shape), torch.Size((self.dim,)), validate_args=validate_args)
 
     def expand(self, batch_shape: torch.Size | tuple[int, ...], _instance: HypersphericalUniform | None = None):  # type: ignore[no-untyped-def]
         """The same distribution with a larger ``batch_shape``."""
         new = self._get_checked_instance(HypersphericalUniform, _instance)
+        try:  # the rule of Tensor.expand, and its RuntimeError, as for the parameters of torch's distributions
+            torch.empty(()).expand(self.batch_shape).expand(batch_shape)
+        except RuntimeError:
+            raise RuntimeError(f"cannot expand batch shape {tuple(self.batch_shape)} to {tuple(batch_shape)}") from None
         new.dim = self.dim
         new._dtype = self._dtype
         new._device = self._device

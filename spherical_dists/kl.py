@@ -30,10 +30,11 @@ import torch
 from torch import Tensor
 from torch.distributions import register_kl
 
-from . import power_spherical as _power_spherical
+from ._cancellation import sum_with_smaller_terms
+from ._vmf import vmf_terms
 from .hyperspherical_uniform import HypersphericalUniform, log_sphere_area
 from .power_spherical import PowerSpherical
-from .special import _vmf_terms, vmf_log_normalizer_gap
+from .special import vmf_log_normalizer_gap
 from .von_mises_fisher import VonMisesFisher
 
 __all__: list[str] = []
@@ -71,15 +72,15 @@ def _kl_vmf_vmf(p: VonMisesFisher, q: VonMisesFisher) -> Tensor:
     dtype = torch.promote_types(p.concentration.dtype, q.concentration.dtype)
     # In float64 whatever the dtype: at large kappa the terms are far larger than their sum.
     k1, k2 = p.concentration.to(torch.float64), q.concentration.to(torch.float64)
-    t1, t2 = _vmf_terms(dim, k1), _vmf_terms(dim, k2)
+    t1, t2 = vmf_terms(dim, k1), vmf_terms(dim, k2)
     # The Bregman part log C(k1) - log C(k2) - A1 (k2 - k1), two exact ways: with G = log C(0) - log C,
     # G2 - G1 - A1 (k2 - k1) (relative precision at small kappa, where every term is ~ kappa^2), and
     # with L = log C + kappa and 1 - A1, L1 - L2 - (1 - A1) (k1 - k2) (no term of size kappa, for
     # large kappa); the one whose terms are smaller is used, as in the KL to the uniform.
-    small_terms = (t2.gap, -t1.gap, -t1.mean_length * (k2 - k1))
-    large_terms = (t1.log_c_plus_kappa, -t2.log_c_plus_kappa, -t1.one_minus_mean_length * (k1 - k2))
-    use_small = (sum(t.abs() for t in small_terms) <= sum(t.abs() for t in large_terms)).detach()
-    bregman = torch.where(use_small, sum(small_terms), sum(large_terms))
+    bregman = sum_with_smaller_terms(
+        (t2.gap, -t1.gap, -t1.mean_length * (k2 - k1)),
+        (t1.log_c_plus_kappa, -t2.log_c_plus_kappa, -t1.one_minus_mean_length * (k1 - k2)),
+    )
     direction = 0.5 * t1.mean_length * k2 * (p.loc - q.loc).pow(2).sum(-1).to(torch.float64)
     return (bregman + direction).to(dtype)
 
@@ -108,14 +109,13 @@ def _kl_uniform_uniform(p: HypersphericalUniform, q: HypersphericalUniform) -> T
 @register_kl(PowerSpherical, HypersphericalUniform)
 def _kl_power_uniform(p: PowerSpherical, q: HypersphericalUniform) -> Tensor:
     _check_same_dim(p, q)
-    return _broadcast_to(p._kl_to_uniform(), q)
+    return _broadcast_to(p._kl_to_uniform().to(p.loc.dtype), q)
 
 
 @register_kl(HypersphericalUniform, PowerSpherical)
 def _kl_uniform_power(p: HypersphericalUniform, q: PowerSpherical) -> Tensor:
-    dim = _check_same_dim(p, q)
-    kl = _power_spherical._kl_uniform_power(dim, q.concentration.to(torch.float64)).to(q.loc.dtype)
-    return _broadcast_to(kl, p)
+    _check_same_dim(p, q)
+    return _broadcast_to(q._kl_from_uniform().to(q.loc.dtype), p)
 
 
 @register_kl(PowerSpherical, VonMisesFisher)
@@ -131,15 +131,14 @@ def _kl_power_vmf(p: PowerSpherical, q: VonMisesFisher) -> Tensor:
     k2 = q.concentration.to(torch.float64)
     m1 = k1 / (dim - 1 + k1)
     half_chord = 0.5 * (p.loc.to(torch.float64) - q.loc.to(torch.float64)).pow(2).sum(-1)
-    kl_uniform = _power_spherical._kl_power_uniform(dim, k1)
-    terms = _vmf_terms(dim, k2)
-    small_terms = (terms.gap, -k2 * m1 * (1.0 - half_chord))
-    large_terms = (
-        torch.full_like(k2, -log_sphere_area(dim)),
-        -terms.log_c_plus_kappa,
-        k2 * ((dim - 1) / (dim - 1 + k1) + m1 * half_chord),
+    kl_uniform = p._kl_to_uniform()
+    terms = vmf_terms(dim, k2)
+    rest = sum_with_smaller_terms(
+        (terms.gap, -k2 * m1 * (1.0 - half_chord)),
+        (
+            torch.full_like(k2, -log_sphere_area(dim)),
+            -terms.log_c_plus_kappa,
+            k2 * ((dim - 1) / (dim - 1 + k1) + m1 * half_chord),
+        ),
     )
-    small = kl_uniform + sum(small_terms)
-    large = kl_uniform + sum(large_terms)
-    use_small = (sum(t.abs() for t in small_terms) <= sum(t.abs() for t in large_terms)).detach()
-    return torch.where(use_small, small, large).to(torch.promote_types(p.loc.dtype, q.loc.dtype))
+    return (kl_uniform + rest).to(torch.promote_types(p.loc.dtype, q.loc.dtype))

@@ -11,11 +11,12 @@ from typing import NamedTuple
 
 import torch
 from torch import Tensor
-from torch.distributions import Categorical, Distribution, MixtureSameFamily
+from torch.distributions import Categorical, MixtureSameFamily
 
-from .constraints import sphere
-from .fit import _concentration
-from .special import _vmf_terms
+from ._checks import check_count, check_unit
+from ._directional import compute_dtype
+from ._fit import as_float64_directions, check_points, weighted_fit
+from ._vmf import log_normalizer_plus_kappa
 from .von_mises_fisher import VonMisesFisher
 
 __all__ = ["VonMisesFisherMixtureFit", "fit_vmf_mixture"]
@@ -48,7 +49,7 @@ class VonMisesFisherMixtureFit(NamedTuple):
 
 class _Params(NamedTuple):
     log_weights: Tensor  # (B, K), float64
-    locs: Tensor  # (B, K, p), data dtype
+    locs: Tensor  # (B, K, p), the working dtype
     concentrations: Tensor  # (B, K), float64
 
 
@@ -59,7 +60,7 @@ def _e_step(x: Tensor, params: _Params) -> tuple[Tensor, Tensor]:
     ``log pi_k + (log C_p + kappa_k) + kappa_k (mu_k^T x - 1)``: no term of order kappa cancels."""
     dim = x.shape[-1]
     kappa = params.concentrations
-    head = params.log_weights + _vmf_terms(dim, kappa).log_c_plus_kappa  # (B, K)
+    head = params.log_weights + log_normalizer_plus_kappa(dim, kappa)  # (B, K)
     cos = (x @ params.locs.transpose(-1, -2)).to(torch.float64)  # (B, n, K): the one O(n p K) product
     log_joint = head.unsqueeze(-2) + kappa.unsqueeze(-2) * (cos - 1.0)
     log_point = torch.logsumexp(log_joint, dim=-1, keepdim=True)
@@ -67,30 +68,30 @@ def _e_step(x: Tensor, params: _Params) -> tuple[Tensor, Tensor]:
 
 
 def _m_step(x64: Tensor, resp: Tensor, previous: _Params | None, floor: float, dtype: torch.dtype) -> _Params:
-    """Weighted maximum-likelihood update of every component (``x64``: the data in float64; ``resp``:
-    (B, n, K), float64); the directions are returned in ``dtype``, the data's."""
-    n, dim = x64.shape[-2:]
+    """Weighted maximum-likelihood update of every component (``x64``: the data as float64 unit
+    vectors; ``resp``: (B, n, K), float64), by the same estimator as ``VonMisesFisher.fit``; the
+    directions are returned in ``dtype``, the working one."""
+    n = x64.shape[-2]
     counts = resp.sum(-2)  # (B, K)
+    alive = counts > 1e-10 * n
     # The resultants in float64: 1 - R of a concentrated component is about (p - 1) / (2 kappa), and a float32
     # sum over n points errs by about sqrt(n) eps_32 in R (p = 3, kappa = 1e5, n = 5e4: kappa 4.7x off).
-    resultant = resp.transpose(-1, -2) @ x64  # (B, K, p)
-    norm = torch.linalg.vector_norm(resultant, dim=-1)
-    alive = counts > 1e-10 * n
-    safe_counts = torch.where(alive, counts, 1.0)
-    r = torch.clamp(norm / safe_counts, max=1.0)
     # A component that has collapsed onto identical points would get kappa = inf: the floor on 1 - R
     # (the data's own rounding level) keeps the likelihood finite.
-    one_minus_r = torch.clamp(1.0 - r, min=floor)
-    kappa = _concentration(dim, r, one_minus_r)
-    positive = (norm > 0).unsqueeze(-1)
-    e1 = torch.zeros_like(resultant)
-    e1[..., 0] = 1.0
-    locs = torch.where(positive, resultant / torch.where(positive, norm.unsqueeze(-1), 1.0), e1)
-    if previous is not None:  # an empty component keeps its parameters (its weight goes to ~0)
+    locs, kappa = weighted_fit(x64, resp.transpose(-1, -2), floor=floor)
+    locs = locs.to(dtype)
+    # An empty component keeps its parameters (its weight goes to ~0), or is uniform at the start; so
+    # does the direction of a component whose resultant vanishes (kappa = 0: the direction is moot).
+    keep = alive & (kappa > 0)
+    if previous is None:
+        e1 = torch.zeros_like(locs)
+        e1[..., 0] = 1.0
+        kappa = torch.where(alive, kappa, 0.0)
+        locs = torch.where(keep.unsqueeze(-1), locs, e1)
+    else:
         kappa = torch.where(alive, kappa, previous.concentrations)
-        locs = torch.where((alive & (norm > 0)).unsqueeze(-1), locs.to(dtype), previous.locs)
-    log_weights = torch.log(counts / n)
-    return _Params(log_weights, locs.to(dtype), kappa)
+        locs = torch.where(keep.unsqueeze(-1), locs, previous.locs)
+    return _Params(torch.log(counts / n), locs, kappa)
 
 
 def _kmeans_plus_plus(x: Tensor, n_components: int, generator: torch.Generator | None) -> Tensor:
@@ -112,6 +113,39 @@ def _kmeans_plus_plus(x: Tensor, n_components: int, generator: torch.Generator |
     return torch.nn.functional.one_hot(nearest, n_components).to(torch.float64)
 
 
+def _initial_params(
+    init: tuple[Tensor, Tensor, Tensor], batch_shape: torch.Size, n_components: int, dim: int, dtype: torch.dtype
+) -> _Params:
+    """Check a user's ``(weights, locs, concentrations)`` and flatten them to the fit's batch."""
+    if not (isinstance(init, tuple) and len(init) == 3 and all(isinstance(t, Tensor) for t in init)):
+        raise ValueError("init must be 'k-means++' or a tuple of three tensors (weights, locs, concentrations)")
+    weights, locs, kappas = init
+    shapes = {
+        "weights": (weights, (n_components,)),
+        "locs": (locs, (n_components, dim)),
+        "concentrations": (kappas, (n_components,)),
+    }
+    flat = {}
+    for name, (value, event) in shapes.items():
+        if not value.is_floating_point():
+            raise ValueError(f"init's {name} must be a floating-point tensor, got {value.dtype}")
+        try:
+            flat[name] = value.expand(batch_shape + event).reshape((-1,) + event)
+        except RuntimeError:
+            raise ValueError(
+                f"init's {name} of shape {tuple(value.shape)} does not broadcast to {tuple(batch_shape + event)}"
+            ) from None
+    weights64, kappas64 = flat["weights"].to(torch.float64), flat["concentrations"].to(torch.float64)
+    if not (torch.isfinite(weights64) & (weights64 >= 0)).all() or not (weights64.sum(-1) > 0).all():
+        raise ValueError("init's weights must be finite, non-negative and not all zero")
+    if not (torch.isfinite(kappas64) & (kappas64 >= 0)).all():
+        raise ValueError("init's concentrations must be finite and non-negative")
+    check_unit(locs, "init's locs")
+    # Like torch's Categorical(probs=...), the weights are normalised to sum to 1.
+    log_weights = torch.log(weights64) - torch.log(weights64.sum(-1, keepdim=True))
+    return _Params(log_weights, flat["locs"].to(dtype), kappas64)
+
+
 def fit_vmf_mixture(
     x: Tensor,
     n_components: int,
@@ -126,11 +160,12 @@ def fit_vmf_mixture(
     E-step, in the log domain:
     :math:`\log r_{ik} = \log\pi_k + \log C_p(\kappa_k) + \kappa_k\mu_k^\top x_i - \log f(x_i)`.
     M-step: :math:`\pi_k = \frac1n\sum_i r_{ik}` and :math:`(\mu_k, \kappa_k)` the weighted
-    maximum-likelihood fit (:func:`spherical_dists.fit.fit_von_mises_fisher`) with weights
-    :math:`r_{ik}`. Each iteration costs two :math:`n \times p \times K` matrix products on the
-    data's device: the E-step's in the data's dtype, the M-step's resultants in float64 (a float32 sum
-    over many points would lose :math:`1 - R` of a concentrated component; float32 data is copied to
-    float64 once per fit); the per-component quantities are float64. EM never decreases the
+    maximum-likelihood fit with weights :math:`r_{ik}`, by the estimator of
+    :meth:`VonMisesFisher.fit <spherical_dists.VonMisesFisher.fit>`. Each iteration costs two
+    :math:`n \times p \times K` matrix products on the data's device: the E-step's in the data's
+    dtype (float32 for half-precision data, whose results are float32), the M-step's resultants in
+    float64 (a float32 sum over many points would lose :math:`1 - R` of a concentrated component;
+    float32 data is copied to float64 once per fit); the per-component quantities are float64. EM never decreases the
     likelihood; it stops when the mean log-likelihood per point changes by less than
     ``tol * max(1, |value|)`` in every batch element, or after ``max_iter`` iterations.
 
@@ -152,7 +187,9 @@ def fit_vmf_mixture(
     init : str or tuple of Tensor
         ``"k-means++"``: seeds drawn by k-means++ on the sphere from ``generator``, followed by an
         M-step on the hard assignments; or ``(weights, locs, concentrations)`` of shapes
-        ``(..., K)``, ``(..., K, p)``, ``(..., K)`` to start from.
+        ``(..., K)``, ``(..., K, p)``, ``(..., K)`` to start from: weights finite, non-negative
+        and normalised to sum to 1 (as ``Categorical(probs=...)`` does), locs of unit norm in
+        their own dtype, concentrations finite and non-negative; anything else raises a ``ValueError``.
     generator : torch.Generator, optional
         Random generator on ``x``'s device for the seeding (torch's global one when None).
     validate_args : bool, optional
@@ -180,37 +217,30 @@ def fit_vmf_mixture(
     >>> fit.concentrations[order].round(), fit.weights.round(decimals=2)
     (tensor([50., 19.], dtype=torch.float64), tensor([0.5000, 0.5000], dtype=torch.float64))
     """
-    if not isinstance(x, Tensor) or x.dim() < 2 or not x.is_floating_point():
-        raise ValueError("x must be a floating-point tensor of shape (..., n, p)")
-    n, dim = x.shape[-2:]
-    if dim < 2:
-        raise ValueError(f"x must have p >= 2 entries along its last dimension, got shape {tuple(x.shape)}")
-    if isinstance(n_components, bool) or not isinstance(n_components, int) or not 1 <= n_components <= n:
-        raise ValueError(f"n_components must be an integer in [1, n] = [1, {n}], got {n_components!r}")
-    validate = Distribution._validate_args if validate_args is None else validate_args
-    if validate and not sphere.check(x).all():
-        raise ValueError("x must hold unit vectors along its last dimension (the support of the distribution)")
+    n, dim = check_points(x, validate_args)
+    n_components = check_count(n_components, "n_components", 1, n)
+    max_iter = check_count(max_iter, "max_iter", 0)
+    if not (isinstance(tol, (int, float)) and 0 <= tol < float("inf")):
+        raise ValueError(f"tol must be a finite number >= 0, got {tol!r}")
     batch_shape = x.shape[:-2]
-    flat = x.reshape(-1, n, dim)
-    flat64 = flat.to(torch.float64)  # for the M-step (see _m_step); no copy when x is float64
-    floor = float(torch.finfo(x.dtype).eps)
+    # Half-precision data are computed in float32: float16's eps (1e-3) in the E-step's products
+    # would make EM's log-likelihood go down.
+    dtype = compute_dtype(x.dtype)
+    flat = x.reshape(-1, n, dim).to(dtype)
+    flat64 = as_float64_directions(flat)  # for the M-step (see _m_step)
+    floor = float(torch.finfo(dtype).eps)
     if isinstance(init, str):
         if init != "k-means++":
             raise ValueError(f"init must be 'k-means++' or a tuple (weights, locs, concentrations), got {init!r}")
-        params = _m_step(flat64, _kmeans_plus_plus(flat, n_components, generator), None, floor, x.dtype)
+        params = _m_step(flat64, _kmeans_plus_plus(flat, n_components, generator), None, floor, dtype)
     else:
-        weights, locs, kappas = init
-        params = _Params(
-            torch.log(weights.to(torch.float64)).expand(batch_shape + (n_components,)).reshape(-1, n_components),
-            locs.to(x.dtype).expand(batch_shape + (n_components, dim)).reshape(-1, n_components, dim),
-            kappas.to(torch.float64).expand(batch_shape + (n_components,)).reshape(-1, n_components),
-        )
+        params = _initial_params(init, batch_shape, n_components, dim, dtype)
     log_resp, log_likelihood = _e_step(flat, params)
     history = [log_likelihood]
     converged = False
     iterations = 0
     for iterations in range(1, max_iter + 1):  # noqa: B007 (the count is returned)
-        params = _m_step(flat64, log_resp.exp(), params, floor, x.dtype)
+        params = _m_step(flat64, log_resp.exp(), params, floor, dtype)
         log_resp, log_likelihood = _e_step(flat, params)
         history.append(log_likelihood)
         change = (history[-1] - history[-2]).abs()
@@ -219,11 +249,11 @@ def fit_vmf_mixture(
             break
     k_shape = batch_shape + (n_components,)
     return VonMisesFisherMixtureFit(
-        weights=params.log_weights.exp().reshape(k_shape).to(x.dtype),
+        weights=params.log_weights.exp().reshape(k_shape).to(dtype),
         locs=params.locs.reshape(k_shape + (dim,)),
-        concentrations=params.concentrations.reshape(k_shape).to(x.dtype),
+        concentrations=params.concentrations.reshape(k_shape).to(dtype),
         log_likelihood=torch.stack(history).reshape((len(history),) + batch_shape),
-        responsibilities=log_resp.exp().reshape(batch_shape + (n, n_components)).to(x.dtype),
+        responsibilities=log_resp.exp().reshape(batch_shape + (n, n_components)).to(dtype),
         n_iter=iterations,
         converged=converged,
     )

@@ -7,82 +7,11 @@ import math
 import torch
 from torch import Tensor
 
-from . import _sampling
-from ._directional import DirectionalDistribution, compute_dtype, reattach_tangent
+from ._directional import DirectionalDistribution, compute_dtype
+from ._gamma import TAYLOR_RATIO, digamma_difference, lgamma_bregman, lgamma_difference
 from .hyperspherical_uniform import log_sphere_area
 
 __all__ = ["PowerSpherical"]
-
-# Stirling series coefficients: log Gamma(z) = (z - 1/2) log z - z + log(2 pi) / 2 + sum_m c_m z^(1 - 2m)
-# and psi(z) = log z - 1/(2z) - sum_m d_m z^(-2m), with c_m = B_2m / (2m (2m - 1)), d_m = B_2m / (2m).
-# Eight terms are exact to 1e-17 (relative to the first) for z >= 10.
-_STIRLING_LGAMMA = (1 / 12, -1 / 360, 1 / 1260, -1 / 1680, 1 / 1188, -691 / 360360, 1 / 156, -3617 / 122400)
-_STIRLING_DIGAMMA = (1 / 12, -1 / 120, 1 / 252, -1 / 240, 1 / 132, -691 / 32760, 1 / 12, -3617 / 8160)
-_STIRLING_FROM = 10.0
-# The Taylor series of log Gamma (below) is used for |step| <= base / 8: 22 terms reach 1e-19.
-_TAYLOR_RATIO = 0.125
-_TAYLOR_TERMS = 22
-
-
-def _stirling_sum(z: Tensor, coefficients: tuple[float, ...], first_power: int) -> Tensor:
-    """``sum_m coefficients[m] z^-(first_power + 2m)`` by Horner's rule in ``1/z^2``."""
-    inv_sq = 1.0 / (z * z)
-    acc = torch.full_like(z, coefficients[-1])
-    for c in reversed(coefficients[:-1]):
-        acc = acc * inv_sq + c
-    return acc / z**first_power
-
-
-def _lgamma_difference(y: Tensor, h: Tensor) -> Tensor:
-    r""":math:`\log\Gamma(y + h) - \log\Gamma(y)` for :math:`y > 0, h \ge 0`, float64.
-
-    For :math:`y \ge 10` by the difference of Stirling series,
-    :math:`h \log(y + h) + (y - \tfrac12)\,\mathrm{log1p}(h / y) - h + S(y + h) - S(y)`, which keeps
-    absolute precision ``eps * h log y`` where the two log-gammas are each of order ``y log y``
-    (at ``y = 1e8`` the direct difference loses eight digits)."""
-    large = y >= _STIRLING_FROM
-    ys = torch.where(large, y, _STIRLING_FROM)  # safe inputs keep the unused branch finite
-    yh = ys + h
-    stirling = (
-        h * torch.log(yh)
-        + (ys - 0.5) * torch.log1p(h / ys)
-        - h
-        + _stirling_sum(yh, _STIRLING_LGAMMA, 1)
-        - _stirling_sum(ys, _STIRLING_LGAMMA, 1)
-    )
-    yd = torch.where(large, 1.0, y)
-    direct = torch.lgamma(yd + h) - torch.lgamma(yd)
-    return torch.where(large, stirling, direct)
-
-
-def _digamma_difference(y: Tensor, h: Tensor) -> Tensor:
-    r""":math:`\psi(y + h) - \psi(y)` for :math:`y > 0, h \ge 0`, float64, to relative precision:
-    for :math:`y \ge 10`, :math:`\mathrm{log1p}(h/y) + h / (2 y (y + h)) - (T(y + h) - T(y))`."""
-    large = y >= _STIRLING_FROM
-    ys = torch.where(large, y, _STIRLING_FROM)
-    yh = ys + h
-    stirling = (
-        torch.log1p(h / ys)
-        + h / (2.0 * ys * yh)
-        - (_stirling_sum(yh, _STIRLING_DIGAMMA, 2) - _stirling_sum(ys, _STIRLING_DIGAMMA, 2))
-    )
-    yd = torch.where(large, 1.0, y)
-    direct = torch.digamma(yd + h) - torch.digamma(yd)
-    return torch.where(large, stirling, direct)
-
-
-def _lgamma_taylor_remainder(c: Tensor, s: Tensor) -> Tensor:
-    r""":math:`\log\Gamma(c + s) - \log\Gamma(c) - s\,\psi(c) = \sum_{n \ge 2} s^n \psi^{(n-1)}(c) / n!`
-    for :math:`|s| \le c / 8`: a Bregman divergence of :math:`\log\Gamma`, of order :math:`s^2`,
-    to full relative precision (the three-term difference cancels to nothing there)."""
-    # torch.polygamma(1, .) (trigamma) is only accurate to about 5e-10 on CPU (torch 2.13); the
-    # Hurwitz zeta gives psi'(c) = zeta(2, c) to 1e-16. Higher orders are accurate as they are.
-    total = s * s / 2.0 * torch.special.zeta(torch.full_like(c, 2.0), c)
-    power = s * s * s / 6.0
-    for n in range(3, _TAYLOR_TERMS + 2):
-        total = total + power * torch.polygamma(n - 1, c)
-        power = power * s / (n + 1)
-    return total
 
 
 def _half_dim(dim: int, like: Tensor) -> Tensor:
@@ -95,7 +24,7 @@ def _log_normalizer_plus(dim: int, kappa: Tensor) -> Tensor:
     float64, with :math:`\alpha = \beta + \kappa`, :math:`\beta = (p-1)/2`. It stays of order
     :math:`\beta \log \kappa` where :math:`\log C_p` alone is about :math:`-\kappa \log 2`."""
     beta = _half_dim(dim, kappa)
-    return -beta * math.log(4.0 * math.pi) + _lgamma_difference(beta + kappa, beta)
+    return -beta * math.log(4.0 * math.pi) + lgamma_difference(beta + kappa, beta)
 
 
 def _kl_power_uniform(dim: int, kappa: Tensor) -> Tensor:
@@ -116,11 +45,11 @@ def _kl_power_uniform(dim: int, kappa: Tensor) -> Tensor:
     :math:`\Delta(y, h) = \log\Gamma(y + h) - \log\Gamma(y)` and :math:`\delta(y, h) = \psi(y + h) - \psi(y)`
     (used above, where no term is of order :math:`\kappa`)."""
     beta = _half_dim(dim, kappa)
-    small = kappa <= _TAYLOR_RATIO * beta
+    small = kappa <= TAYLOR_RATIO * beta
     ks = torch.where(small, kappa, 0.0)
-    series = _lgamma_taylor_remainder(beta + ks, -ks) - _lgamma_taylor_remainder(2.0 * beta + ks, -ks)
+    series = lgamma_bregman(beta + ks, -ks) - lgamma_bregman(2.0 * beta + ks, -ks)
     alpha = beta + kappa
-    large = _lgamma_difference(alpha, beta) - _lgamma_difference(beta, beta) - kappa * _digamma_difference(alpha, beta)
+    large = lgamma_difference(alpha, beta) - lgamma_difference(beta, beta) - kappa * digamma_difference(alpha, beta)
     return torch.where(small, series, large)
 
 
@@ -131,13 +60,13 @@ def _kl_uniform_power(dim: int, kappa: Tensor) -> Tensor:
     :math:`\tilde B(x; \kappa) = \log\Gamma(x + \kappa) - \log\Gamma(x) - \kappa\psi(x)`
     (uniform: :math:`(1 + \mu^\top z)/2 \sim \mathrm{Beta}(\beta, \beta)`)."""
     beta = _half_dim(dim, kappa)
-    small = kappa <= _TAYLOR_RATIO * beta
+    small = kappa <= TAYLOR_RATIO * beta
     ks = torch.where(small, kappa, 0.0)
-    series = _lgamma_taylor_remainder(beta, ks) - _lgamma_taylor_remainder(2.0 * beta, ks)
+    series = lgamma_bregman(beta, ks) - lgamma_bregman(2.0 * beta, ks)
     large = (
-        _lgamma_difference(beta, beta)
-        - _lgamma_difference(beta + kappa, beta)
-        + kappa * _digamma_difference(beta, beta)
+        lgamma_difference(beta, beta)
+        - lgamma_difference(beta + kappa, beta)
+        + kappa * digamma_difference(beta, beta)
     )
     return torch.where(small, series, large)
 
@@ -267,7 +196,12 @@ class PowerSpherical(DirectionalDistribution):
         return out.to(self.loc.dtype)
 
     def _kl_to_uniform(self) -> Tensor:
-        return _kl_power_uniform(self.dim, self._kappa64()).to(self.loc.dtype)
+        """KL(self || uniform) in float64 (the KL divergences of ``kl`` combine it with other terms)."""
+        return _kl_power_uniform(self.dim, self._kappa64())
+
+    def _kl_from_uniform(self) -> Tensor:
+        """KL(uniform || self) in float64."""
+        return _kl_uniform_power(self.dim, self._kappa64())
 
     def entropy(self) -> Tensor:
         r""":math:`H = -\log C_p(\kappa) - \kappa (\log 2 + \psi(\alpha) - \psi(\alpha + \beta))
@@ -277,28 +211,7 @@ class PowerSpherical(DirectionalDistribution):
 
     # ------------------------------------------------------------------ sampling
 
-    def rsample(
-        self, sample_shape: torch.Size | tuple[int, ...] = torch.Size(), generator: torch.Generator | None = None
-    ) -> Tensor:
-        """Reparameterised sample of shape ``sample_shape + batch_shape + (p,)``, without rejection.
-
-        ``generator`` (optional) is a :class:`torch.Generator` to draw from instead of the global
-        one; the same seed gives the same samples.
-
-        With ``z = t mu + sqrt(1 - t^2) v``, ``(1 + t)/2 ~ Beta(alpha, beta)`` is drawn as a ratio of
-        Gamma variables (implicit reparameterisation for the concentration); ``v`` is uniform on
-        the great sphere orthogonal to ``mu`` and, as in ``VonMisesFisher``, re-projected
-        differentiably so that loc's gradient carries ``d v / d mu = -mu v^T``.
-        """
-        shape = self._extended_shape(torch.Size(sample_shape))
-        dtype = compute_dtype(self.loc.dtype)
-        p = self.dim
-        loc = self.loc.to(dtype).expand(shape).reshape(-1, p)
-        kappa = self.concentration.expand(shape[:-1]).reshape(-1)
-        omt, opt = _sample_marginal(kappa, p, generator)
-        t = torch.where(omt <= 1.0, 1.0 - omt, opt - 1.0).to(dtype).unsqueeze(-1)
-        s = torch.sqrt(omt * opt).to(dtype).unsqueeze(-1)
-        v = _sampling.tangent_directions(loc.detach(), generator)
-        if torch.is_grad_enabled() and loc.requires_grad:
-            v = reattach_tangent(v, loc)
-        return (t * loc + s * v).reshape(shape).to(self.loc.dtype)
+    def _draw_marginal(self, kappa: Tensor, generator: torch.Generator | None) -> tuple[Tensor, Tensor]:
+        """Without rejection, as a ratio of Gamma variables (``_sample_marginal``), differentiable in
+        the concentration through torch's implicit reparameterisation of the Gamma sampler."""
+        return _sample_marginal(kappa, self.dim, generator)

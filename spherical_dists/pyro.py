@@ -25,12 +25,22 @@ except ImportError as error:  # pragma: no cover - exercised only without pyro
         "(or `pip install pyro-ppl`)"
     ) from error
 
+import torch
+
 from . import hyperspherical_uniform, power_spherical, von_mises_fisher
 
 __all__ = ["VonMisesFisher", "HypersphericalUniform", "PowerSpherical"]
 
 
-class VonMisesFisher(von_mises_fisher.VonMisesFisher, TorchDistributionMixin):
+class _DirectionalShapes:
+    @classmethod
+    def infer_shapes(cls, loc: torch.Size, concentration: torch.Size) -> tuple[torch.Size, torch.Size]:
+        """``(batch_shape, event_shape)`` from the shapes of ``loc`` ``(..., p)`` and ``concentration``:
+        Pyro's default reads ``event_shape = ()`` off the constraints, but the event is ``(p,)``."""
+        return torch.broadcast_shapes(loc[:-1], concentration), torch.Size(loc[-1:])
+
+
+class VonMisesFisher(_DirectionalShapes, von_mises_fisher.VonMisesFisher, TorchDistributionMixin):
     """:class:`spherical_dists.VonMisesFisher` for Pyro."""
 
 
@@ -38,5 +48,5 @@ class HypersphericalUniform(hyperspherical_uniform.HypersphericalUniform, TorchD
     """:class:`spherical_dists.HypersphericalUniform` for Pyro."""
 
 
-class PowerSpherical(power_spherical.PowerSpherical, TorchDistributionMixin):
+class PowerSpherical(_DirectionalShapes, power_spherical.PowerSpherical, TorchDistributionMixin):
     """:class:`spherical_dists.PowerSpherical` for Pyro."""

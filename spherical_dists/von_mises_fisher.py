@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import torch
 from torch import Tensor
+from torch.distributions import Distribution
 
 from . import _marginal, _sampling
-from ._directional import DirectionalDistribution, compute_dtype, reattach_tangent
-from .fit import fit_von_mises_fisher
+from ._cancellation import sum_with_smaller_terms
+from ._checks import check_unit
+from ._directional import DirectionalDistribution, compute_dtype
+from ._fit import as_float64_directions, check_points, check_weights, weighted_fit
+from ._vmf import log_normalizer_pair, log_normalizer_plus_kappa, vmf_terms
 from .hyperspherical_uniform import log_sphere_area
-from .special import _vmf_log_c_plus_kappa, _vmf_terms, vmf_log_normalizer, vmf_mean_resultant_length
+from .special import vmf_log_normalizer, vmf_mean_resultant_length
 
 __all__ = ["VonMisesFisher"]
 
@@ -90,7 +94,7 @@ class VonMisesFisher(DirectionalDistribution):
         :math:`s` agree to about :math:`1/\kappa` of their size, so its relative error grows as
         :math:`\kappa \cdot 10^{-16}` (1e-8 at :math:`\kappa = 10^8`, within float32's precision)."""
         kappa = self.concentration.to(torch.float64)
-        terms = _vmf_terms(self.dim, kappa)
+        terms = vmf_terms(self.dim, kappa)
         positive = kappa > 0
         a = torch.where(positive, terms.mean_length / torch.where(positive, kappa, 1.0), 1.0 / self.dim)
         along = terms.one_minus_mean_length * (2.0 - terms.one_minus_mean_length) - (self.dim - 1) * a
@@ -118,14 +122,32 @@ class VonMisesFisher(DirectionalDistribution):
 
     def log_prob(self, value: Tensor) -> Tensor:
         r""":math:`\log C_p(\kappa) + \kappa \mu^\top z`, evaluated as
-        :math:`(\log C_p(\kappa) + \kappa) - \tfrac{\kappa}{2}\lVert z - \mu\rVert^2` (equal on the
-        sphere), which keeps full precision at large :math:`\kappa`."""
+        :math:`L - \kappa h` with :math:`L = \log C_p(\kappa) + \kappa` and
+        :math:`h = \tfrac12\lVert z - \mu\rVert^2 = 1 - \mu^\top z` on the sphere, which keeps full
+        precision at large :math:`\kappa` (no term of size :math:`\kappa`).
+
+        The derivative in :math:`\kappa`, :math:`\mu^\top z - A_p(\kappa)`, is formed as
+        :math:`c - A` with :math:`c = \mu^\top z` where :math:`c + A \le 1` and as
+        :math:`(1 - A) - h` elsewhere, whichever has the smaller terms: relative precision with
+        respect to :math:`|\mu^\top z| + A_p(\kappa)` for every :math:`p` and :math:`\kappa`
+        (autograd on :math:`L - \kappa h` alone would give :math:`(1 - A) - h`, which is 0 in float32
+        once :math:`A < 10^{-8}`). Derivatives in ``value`` and ``loc`` are those of :math:`-\kappa h`."""
         if self._validate_args:
             self._validate_sample(value)
         dtype = compute_dtype(self.loc.dtype)
-        squared_distance = (value.to(dtype) - self.loc.to(dtype)).pow(2).sum(-1)
+        z, mu = value.to(dtype), self.loc.to(dtype)
         kappa = self.concentration.to(dtype)
-        out = _vmf_log_c_plus_kappa(self.dim, kappa) - 0.5 * kappa * squared_distance
+        h = 0.5 * (z - mu).pow(2).sum(-1)
+        if not (torch.is_grad_enabled() and kappa.requires_grad):
+            return (log_normalizer_plus_kappa(self.dim, kappa) - kappa * h).to(self.loc.dtype)
+        log_c, log_c_plus_kappa, mean_length = log_normalizer_pair(self.dim, kappa)
+        fixed = kappa.detach()
+        step = kappa - fixed  # zero: carries the derivative in kappa, and nothing else, to the terms below
+        cos = (z * mu).sum(-1)
+        small = (log_c - log_c.detach()) + step * cos  # d/dkappa: cos - A
+        large = (log_c_plus_kappa - log_c_plus_kappa.detach()) - step * h  # d/dkappa: (1 - A) - h
+        use_small = (cos + mean_length.detach() <= 1.0).detach()
+        out = log_c_plus_kappa.detach() - fixed * h + torch.where(use_small, small, large)
         return out.to(self.loc.dtype)
 
     def _kl_to_uniform(self) -> Tensor:
@@ -135,16 +157,15 @@ class VonMisesFisher(DirectionalDistribution):
         precision at small kappa (both terms ~ kappa^2), the second at large kappa (no term ~ kappa);
         the one whose terms are smaller is used."""
         kappa = self.concentration
-        terms = _vmf_terms(self.dim, kappa)
-        small = kappa * terms.mean_length - terms.gap
-        large_terms = (
-            terms.log_c_plus_kappa,
-            torch.full_like(kappa, log_sphere_area(self.dim)),
-            -kappa * terms.one_minus_mean_length,
+        terms = vmf_terms(self.dim, kappa)
+        return sum_with_smaller_terms(
+            (kappa * terms.mean_length, -terms.gap),
+            (
+                terms.log_c_plus_kappa,
+                torch.full_like(kappa, log_sphere_area(self.dim)),
+                -kappa * terms.one_minus_mean_length,
+            ),
         )
-        large = sum(large_terms[1:], large_terms[0])
-        use_small = (kappa * terms.mean_length + terms.gap <= sum(t.abs() for t in large_terms)).detach()
-        return torch.where(use_small, small, large)
 
     def entropy(self) -> Tensor:
         r""":math:`H = -\log C_p(\kappa) - \kappa A_p(\kappa) = \log|S^{p-1}| - \mathrm{KL}(q \,\|\, U)`."""
@@ -156,42 +177,109 @@ class VonMisesFisher(DirectionalDistribution):
 
     # ------------------------------------------------------------------ sampling
 
-    def rsample(
-        self, sample_shape: torch.Size | tuple[int, ...] = torch.Size(), generator: torch.Generator | None = None
-    ) -> Tensor:
-        """Reparameterised sample of shape ``sample_shape + batch_shape + (p,)``.
+    def _draw_marginal(self, kappa: Tensor, generator: torch.Generator | None) -> tuple[Tensor, Tensor]:
+        """Wood's rejection sampler (the exact inverse CDF at p = 3), with the concentration's
+        gradient by implicit reparameterisation: see ``_marginal``."""
+        omw, opw = _marginal.sample_marginal(kappa.detach().to(torch.float64), self.dim, generator)
+        return _marginal.implicit_gradient(kappa, omw, opw, self.dim)
 
-        ``generator`` (optional) is a :class:`torch.Generator` to draw from instead of the global
-        one; the same seed gives the same samples.
+    def _components(
+        self, loc: Tensor, kappa: Tensor, generator: torch.Generator | None
+    ) -> tuple[Tensor, Tensor, Tensor]:
+        """The Gaussians of ``v`` before the marginal (p >= 4), so that their parallel fill runs
+        while the marginal is drawn; on CUDA, the Triton kernel draws all three in one launch."""
+        drawn = _sampling.triton_components(loc, kappa.detach(), generator)
+        if drawn is None:
+            return _sampling.components(loc, lambda: self._draw_marginal(kappa, generator), generator)
+        omw, opw, v = drawn
+        return (*_marginal.implicit_gradient(kappa, omw, opw, self.dim), v)
 
-        Gradients: with ``z = w mu + sqrt(1 - w^2) v``, the concentration's reaches ``w`` by implicit
-        reparameterisation; loc's flows through ``w mu`` and through ``v``, re-projected onto the
-        plane orthogonal to ``mu`` (``d v / d mu = -mu v^T``, a rotation of the tangent frame to
-        first order). Neither depends on how the sample was drawn, so every backend gives
-        gradients with the same law. Without any gradient to track, a fused path draws ``z``
-        directly.
-        """
-        shape = self._extended_shape(torch.Size(sample_shape))
-        dtype = compute_dtype(self.loc.dtype)
-        p = self.dim
-        loc = self.loc.to(dtype).expand(shape).reshape(-1, p)
-        kappa = self.concentration.expand(shape[:-1]).reshape(-1)
-        needs_grad = torch.is_grad_enabled() and (loc.requires_grad or kappa.requires_grad)
-        if not needs_grad:
-            z = _sampling.sample(loc.detach(), kappa.detach(), generator)
-            return z.reshape(shape).to(self.loc.dtype)
-        omw, opw, v = _sampling.components(loc.detach(), kappa.detach(), generator)
-        if kappa.requires_grad:
-            omw, opw = _marginal.ImplicitMarginal.apply(kappa.to(torch.float64), omw, opw, p)
-        w = torch.where(omw <= 1.0, 1.0 - omw, opw - 1.0).to(dtype).unsqueeze(-1)
-        s = torch.sqrt(omw * opw).to(dtype).unsqueeze(-1)
-        return (w * loc + s * reattach_tangent(v, loc)).reshape(shape).to(self.loc.dtype)
+    def _fused_sample(self, loc: Tensor, kappa: Tensor, generator: torch.Generator | None) -> Tensor:
+        """``z`` drawn in place, chunk by chunk (or by the Triton kernel on CUDA)."""
+        return _sampling.sample(loc, kappa, generator)
 
     # ------------------------------------------------------------------ misc
 
     @classmethod
-    def fit(cls, x: Tensor, weights: Tensor | None = None, validate_args: bool | None = None) -> VonMisesFisher:
-        """Maximum-likelihood fit to unit vectors ``x`` of shape ``(..., n, p)``, with optional
-        ``weights`` of shape ``(..., n)``: see :func:`spherical_dists.fit.fit_von_mises_fisher`."""
-        loc, concentration = fit_von_mises_fisher(x, weights, validate_args=validate_args)
-        return cls(loc, concentration, validate_args=validate_args)
+    def fit(
+        cls,
+        x: Tensor,
+        weights: Tensor | None = None,
+        loc: Tensor | None = None,
+        validate_args: bool | None = None,
+    ) -> VonMisesFisher:
+        r"""Maximum-likelihood fit to unit vectors: the one public way to fit a single vMF.
+
+        .. math::
+
+            \hat\mu = \frac{S}{\lVert S \rVert}, \quad A_p(\hat\kappa) = \bar R = \frac{\lVert S \rVert}{\sum_i w_i},
+            \qquad S = \sum_i w_i x_i,
+
+        solved from Sra's (2012) start by Newton steps in float64 with the package's exact Bessel
+        ratios: the relative error of :math:`\hat\kappa` as the root of :math:`A_p(\kappa) = \bar R`
+        is below 1e-12 for every :math:`p \ge 2` and :math:`\bar R \in (0, 1)`; :math:`1 - \bar R`
+        is taken from the spread of the points where :math:`\bar R > 1/2`, so that concentrated
+        data keep their digits. With ``loc`` given (scipy's ``floc``), only the concentration is
+        fitted: :math:`A_p(\hat\kappa) = \mu^\top S / \sum_i w_i`, and 0 where that is not positive.
+
+        :math:`\bar R = 0` (e.g. two antipodal points) gives ``concentration = 0``, the uniform
+        distribution, whose direction is undefined: ``loc`` is then :math:`e_1`. Points that all
+        coincide (to rounding; e.g. ``n = 1``) have no finite maximum-likelihood concentration
+        (the likelihood grows without bound towards a point mass): that raises a ``ValueError``.
+
+        Args:
+            x (Tensor): unit vectors, shape ``(..., n, p)`` with ``n >= 1``; leading dimensions
+                are batch dimensions, fitted independently.
+            weights (Tensor, optional): non-negative weights broadcastable to ``(..., n)``, not all
+                zero in any batch element; default all 1.
+            loc (Tensor, optional): a fixed mean direction, shape broadcastable to ``(..., p)``.
+            validate_args (bool, optional): check that ``x`` (and ``loc``) have unit rows, in
+                their own dtype, and validate the result (torch's default when None).
+
+        Returns:
+            VonMisesFisher: batch shape ``x.shape[:-2]``; ``loc`` in ``x``'s dtype, the
+            concentration in float32 for half-precision data (whose range stops at 65504).
+
+        Example::
+
+            >>> import torch
+            >>> from spherical_dists import VonMisesFisher
+            >>> x = torch.tensor([[1.0, 0.0], [0.0, 1.0]], dtype=torch.float64)  # R = 1/sqrt(2)
+            >>> q = VonMisesFisher.fit(x)
+            >>> q.loc, q.concentration  # A_2(kappa) = I_1 / I_0 = 0.7071
+            (tensor([0.7071, 0.7071], dtype=torch.float64), tensor(2.0582, dtype=torch.float64))
+            >>> VonMisesFisher.fit(x, loc=torch.tensor([1.0, 0.0], dtype=torch.float64)).concentration  # A_2 = 1/2
+            tensor(1.1593, dtype=torch.float64)
+        """
+        n, dim = check_points(x, validate_args)
+        validate = Distribution._validate_args if validate_args is None else validate_args
+        batch_shape = x.shape[:-2]
+        w = check_weights(weights, x).reshape(-1, 1, n)
+        x64 = as_float64_directions(x).reshape(-1, n, dim)
+        fixed = None
+        if loc is not None:
+            if not isinstance(loc, Tensor) or not loc.is_floating_point() or loc.shape[-1:] != (dim,):
+                raise ValueError(f"loc must be a floating-point tensor of shape (..., {dim}) to fix the mean direction")
+            if validate:
+                check_unit(loc, "loc")
+            try:
+                fixed = as_float64_directions(loc).expand(batch_shape + (dim,)).reshape(-1, 1, dim)
+            except RuntimeError:
+                raise ValueError(
+                    f"loc of shape {tuple(loc.shape)} does not broadcast to the batch shape {tuple(batch_shape)} + (p,)"
+                ) from None
+        loc64, kappa = weighted_fit(x64, w, fixed)
+        if torch.isinf(kappa).any():
+            where = torch.nonzero(torch.isinf(kappa.reshape(batch_shape))).tolist() if batch_shape else []
+            at = f" (batch elements {where[:5]}{', ...' if len(where) > 5 else ''})" if where else ""
+            raise ValueError(
+                f"the points coincide{at} (to rounding; e.g. a single point), so the maximum-likelihood "
+                "concentration is infinite: the likelihood grows without bound towards a point mass. "
+                "Fit more than one distinct point."
+            )
+        dtype = x.dtype if loc is None else torch.promote_types(x.dtype, loc.dtype)
+        return cls(
+            loc64.reshape(batch_shape + (dim,)).to(dtype),
+            kappa.reshape(batch_shape).to(compute_dtype(dtype)),
+            validate_args=validate_args,
+        )

@@ -336,6 +336,7 @@ def test_reproducible_with_seed_and_generator(cls) -> None:  # type: ignore[no-u
     assert torch.equal(c, d) and not torch.equal(a, c)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("p", [2, 3, 6])
 def test_rsample_and_sample_compile_fullgraph(p: int) -> None:
     """Both draws compile without graph breaks, also once torch.compile has made the batch size
@@ -382,3 +383,87 @@ def test_fixed_kappa_takes_no_quadrature(monkeypatch) -> None:  # type: ignore[n
     loc = _unit(4, 8).requires_grad_()
     VonMisesFisher(loc, torch.tensor(10.0, dtype=F64)).rsample().sum().backward()
     assert loc.grad is not None
+
+
+# ------------------------------------------------------------------ targeted errors for ported code
+
+
+@pytest.mark.parametrize("cls", [VonMisesFisher, PowerSpherical])
+def test_trailing_singleton_concentration_is_refused(cls) -> None:  # type: ignore[no-untyped-def]
+    """s-vae-pytorch and power_spherical heads output a (B, 1) concentration: next to a (B, p) loc it
+    would silently broadcast to a (B, B) batch (samples and KL of shape (B, B, ...))."""
+    loc, kappa = _unit(8, 5), torch.rand(8, 1, dtype=F64) + 1.0
+    with pytest.raises(ValueError, match=r"\(8, 1\).*\(8, 8\).*squeeze\(-1\)"):
+        cls(loc, kappa)
+    assert cls(loc, kappa.squeeze(-1)).batch_shape == (8,)
+    # Legitimate broadcasting still works: a grid made on purpose, one kappa per row, a shared kappa.
+    assert cls(loc.expand(8, 8, 5), kappa).batch_shape == (8, 8)
+    assert cls(_unit(5), kappa).batch_shape == (8, 1)
+    assert cls(loc, torch.rand(3, 1, dtype=F64)).batch_shape == (3, 8)
+    assert cls(_unit(1, 5), torch.ones(1, 1, dtype=F64)).batch_shape == (1, 1)
+
+
+@pytest.mark.parametrize("cls", [VonMisesFisher, PowerSpherical])
+def test_scale_keyword_gets_a_targeted_message(cls) -> None:  # type: ignore[no-untyped-def]
+    with pytest.raises(TypeError, match=r"no argument 'scale'.*concentration"):
+        cls(_unit(3), scale=torch.tensor(2.0, dtype=F64))
+    with pytest.raises(TypeError, match="unexpected keyword"):
+        cls(_unit(3), torch.tensor(2.0, dtype=F64), bogus=1)
+
+
+def test_non_unit_loc_error_says_how_far_and_which_tolerance() -> None:
+    loc = _unit(3) * (1 + 1e-6)
+    with pytest.raises(ValueError, match=r"1e-06.*float64 tolerance 6.\d+e-15.*normalize"):
+        VonMisesFisher(loc, torch.tensor(1.0, dtype=F64))
+
+
+@pytest.mark.parametrize("cls", [VonMisesFisher, PowerSpherical])
+def test_loc_is_validated_in_the_dtype_given(cls) -> None:  # type: ignore[no-untyped-def]
+    """A float32 unit vector is valid with a float64 concentration (it used to be judged by float64's
+    tolerance after promotion: 200 of 200 random ones failed); it is renormalised in float64, so
+    that samples and densities are exact there."""
+    gen = torch.Generator().manual_seed(0)
+    for _ in range(200):
+        loc = torch.nn.functional.normalize(torch.randn(16, generator=gen), dim=-1)
+        dist = cls(loc, torch.tensor(50.0, dtype=F64))
+        assert dist.loc.dtype == F64 and sphere.check(dist.loc).all()
+        torch.testing.assert_close(dist.loc, loc.double(), rtol=0, atol=1e-6)
+    dist.log_prob(dist.sample((3,)))  # validated in float64
+
+
+def test_readme_snippet_under_bfloat16_autocast() -> None:
+    torch.manual_seed(0)
+    encoder = torch.nn.Linear(784, 2 * 16)
+    x = torch.rand(32, 784)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        mu, _ = encoder(x).chunk(2, dim=-1)
+        q = VonMisesFisher(torch.nn.functional.normalize(mu, dim=-1), torch.tensor(50.0))
+        z = q.rsample()
+        kl = kl_divergence(q, HypersphericalUniform(16))
+    assert mu.dtype == torch.bfloat16 and q.loc.dtype == torch.float32 and z.shape == (32, 16)
+    assert torch.isfinite(kl).all()
+
+
+def test_half_precision_loc_with_a_large_python_concentration() -> None:
+    loc = _unit(4).half()
+    dist = VonMisesFisher(loc, 1e5)
+    assert dist.concentration.dtype == torch.float32 and dist.concentration.item() == 1e5
+    z = dist.sample((4,))
+    assert z.dtype == torch.float16 and torch.isfinite(z).all()
+    assert torch.isfinite(dist.log_prob(z)).all()
+
+
+def test_uniform_expand_to_an_incompatible_shape_raises_like_torch() -> None:
+    with pytest.raises(RuntimeError, match=r"\(2,\) to \(3,\)"):
+        HypersphericalUniform(3, batch_shape=(2,)).expand((3,))
+    with pytest.raises(RuntimeError):
+        torch.distributions.Normal(torch.zeros(2), 1.0).expand((3,))  # the behaviour matched
+    assert HypersphericalUniform(3, batch_shape=(2,)).expand((4, 2)).batch_shape == (4, 2)
+    assert HypersphericalUniform(3, batch_shape=(1,)).expand((5,)).batch_shape == (5,)
+
+
+def test_uniform_takes_numpy_dims_and_refuses_integer_dtypes() -> None:
+    np = pytest.importorskip("numpy")
+    assert HypersphericalUniform(np.int64(3)).event_shape == (3,)
+    with pytest.raises(ValueError, match="floating-point dtype"):
+        HypersphericalUniform(3, dtype=torch.int64)

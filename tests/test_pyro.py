@@ -76,3 +76,20 @@ def test_svi_step_moves_the_guide() -> None:
     for name, value in before.items():
         assert not torch.equal(store[name].detach(), value), name
     assert torch.allclose(store["loc"].norm(), torch.tensor(1.0, dtype=F64))
+
+
+@pytest.mark.parametrize("cls", [VonMisesFisher, PowerSpherical])
+@pytest.mark.parametrize("loc_shape, kappa_shape", [((3,), ()), ((4, 3), (4,)), ((4, 1, 5), (2,)), ((3,), (6,))])
+def test_infer_shapes(cls, loc_shape, kappa_shape) -> None:  # type: ignore[no-untyped-def]
+    """Pyro's generic check: infer_shapes from the parameters' shapes agrees with the instance."""
+    loc = torch.nn.functional.normalize(torch.randn(loc_shape, dtype=F64), dim=-1)
+    dist = cls(loc, torch.ones(kappa_shape, dtype=F64))
+    assert cls.infer_shapes(loc=loc.shape, concentration=torch.Size(kappa_shape)) == (
+        dist.batch_shape,
+        dist.event_shape,
+    )
+
+
+def test_uniform_expand_error_in_pyro() -> None:
+    with pytest.raises(RuntimeError):
+        HypersphericalUniform(3, batch_shape=(2,)).expand((3,))

@@ -26,6 +26,7 @@ from spherical_dists.special import (
     log_iv,
     log_ive,
     vmf_log_normalizer,
+    vmf_log_normalizer_gap,
     vmf_mean_resultant_length,
 )
 
@@ -339,3 +340,13 @@ def test_cuda_matches_cpu() -> None:
     out_cuda = log_iv(V.cuda(), X.cuda())
     assert out_cuda.device.type == "cuda"
     torch.testing.assert_close(out_cuda.cpu(), out_cpu, rtol=1e-14, atol=1e-14, equal_nan=True)
+
+
+def test_tensor_dimension_below_two_raises_like_an_int() -> None:
+    """vmf_log_normalizer(torch.tensor(1), 1.0) returned NaN where vmf_log_normalizer(1, 1.0) raises."""
+    for fn in (vmf_log_normalizer, vmf_mean_resultant_length, vmf_log_normalizer_gap):
+        for dim in (1, torch.tensor(1), torch.tensor([3, 1])):
+            with pytest.raises(ValueError, match="dim must be >= 2"):
+                fn(dim, 1.0)
+    np = pytest.importorskip("numpy")
+    torch.testing.assert_close(vmf_log_normalizer(np.int64(3), 1.0), vmf_log_normalizer(3, 1.0))
