@@ -117,6 +117,13 @@ def _debye_matrix(device: torch.device, terms: int) -> Tensor:
     return _coefficient_cache[key]
 
 
+def _computed(value: Tensor | None) -> Tensor:
+    """A quantity that the region computed because the one asked for needs it (see ``_at_shifted_order``)."""
+    if value is None:
+        raise RuntimeError("internal error: a Bessel quantity was used without being computed")
+    return value
+
+
 def _log_iv_from(v: Tensor, x: Tensor, f: Tensor, e: Tensor) -> Tensor:
     """log I_v(x) = F + v log x = E + x, from the decomposition whose terms are smaller (less rounding)."""
     return sum_with_smaller_terms((f, torch.xlogy(v, x)), (e, x))  # xlogy: 0 at v = 0, even at x = 0
@@ -164,7 +171,7 @@ def _debye(nu: Tensor, x: Tensor, want: Want, terms: int = _DEBYE_TERMS) -> Part
         if e is not None and "e" in want:
             out["e"] = e
         if "log_iv" in want:
-            out["log_iv"] = _log_iv_from(nu, x, f, e)  # type: ignore[arg-type]
+            out["log_iv"] = _log_iv_from(nu, x, _computed(f), _computed(e))
     if "g" in want:
         # G = (r - nu) - nu log((nu + r) / (2 nu)) - log(r / nu) / 2 + log sum_u + mu(nu), for nu >= 20;
         # below (only x >= 50 reaches here) G is large and F - F(0) is exact enough.
@@ -173,7 +180,8 @@ def _debye(nu: Tensor, x: Tensor, want: Want, terms: int = _DEBYE_TERMS) -> Part
         if all_high:
             out["g"] = g + binet(nu)
         else:
-            out["g"] = torch.where(high, g + binet(nu), f - _log_iv_minus_v_log_x_at_zero(nu))  # type: ignore[operator]
+            assert high is not None  # G was asked for
+            out["g"] = torch.where(high, g + binet(nu), _computed(f) - _log_iv_minus_v_log_x_at_zero(nu))
     if need_ratio:
         sum_r = qr[2 * terms + 1]
         for j in range(terms - 1, -1, -1):
@@ -213,14 +221,14 @@ def _recur_down(at_nu: Parts, v: Tensor, nu: Tensor, x: Tensor, want: Want) -> P
     f = at_nu["f"] + _RECURRENCE_STEPS * torch.log(x) - log_product if "f" in at_nu else None
     e = at_nu["e"] - log_product if "e" in at_nu else None
     if "f" in want:
-        out["f"] = f  # type: ignore[assignment]
+        out["f"] = _computed(f)
     if "e" in want:
-        out["e"] = e  # type: ignore[assignment]
+        out["e"] = _computed(e)
     if "log_iv" in want:
-        out["log_iv"] = _log_iv_from(v, x, f, e)  # type: ignore[arg-type]
+        out["log_iv"] = _log_iv_from(v, x, _computed(f), _computed(e))
     if "g" in want:
         # Here x^2 > v + 1, so G >= 1/4 while |F| and |F(0)| stay below about 60.
-        out["g"] = f - _log_iv_minus_v_log_x_at_zero(v)  # type: ignore[operator]
+        out["g"] = _computed(f) - _log_iv_minus_v_log_x_at_zero(v)
     if "a" in want:
         out["a"] = ratio
     if "b" in want:

@@ -18,11 +18,9 @@ from ._bessel import log_bessel_parts
 __all__ = ["Evaluation", "evaluate"]
 
 
-def _times(grad: Tensor | None, derivative: Tensor) -> Tensor | None:
+def _times(grad: Tensor, derivative: Tensor) -> Tensor:
     """``grad * derivative`` where a zero upstream gradient contributes zero even if the
     derivative is infinite (x = 0 with v > 0), so unselected branches never inject NaN."""
-    if grad is None:
-        return None
     return torch.where(grad == 0, torch.zeros_like(grad), grad * derivative)
 
 
@@ -37,19 +35,19 @@ class _LogBessel(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(v: Tensor, x: Tensor, want: tuple[str, ...]) -> tuple[Tensor, ...]:  # type: ignore[override]
+    def forward(v: Tensor, x: Tensor, want: tuple[str, ...]) -> tuple[Tensor, ...]:
         parts = log_bessel_parts(v, x, want)
         return tuple(parts[k] for k in want)
 
     @staticmethod
-    def setup_context(ctx, inputs, output):  # type: ignore[no-untyped-def]
+    def setup_context(ctx, inputs, output):
         v, x, want = inputs
         ctx.want = want
         ctx.save_for_backward(v, x, output[want.index("a")] if "a" in want else None)
         ctx.set_materialize_grads(False)
 
     @staticmethod
-    def vmap(info, in_dims, v, x, want):  # type: ignore[no-untyped-def]
+    def vmap(info, in_dims, v, x, want):
         # Elementwise: put the batch dimension first on both inputs and evaluate plain tensors.
         v, x = (
             t.movedim(d, 0) if d is not None else t.expand(info.batch_size, *t.shape)
@@ -59,7 +57,7 @@ class _LogBessel(torch.autograd.Function):
         return _LogBessel.apply(v, x, want), (0,) * len(want)
 
     @staticmethod
-    def backward(ctx, *grads):  # type: ignore[no-untyped-def, override]
+    def backward(ctx, *grads):
         v, x, a = ctx.saved_tensors
         if a is None:
             raise RuntimeError("internal error: the Bessel ratio was not computed for the backward pass")

@@ -4,6 +4,8 @@ and ``repr``."""
 
 from __future__ import annotations
 
+from typing import TypeAlias, TypeVar
+
 import torch
 from torch import Tensor
 from torch.distributions import Distribution
@@ -11,6 +13,10 @@ from torch.distributions import Distribution
 from ._checks import check_unit
 from ._sampling import row_norms, row_sums, tangent_directions, w_and_s
 from .constraints import finite_nonnegative, sphere
+
+#: What torch's distributions accept as a shape.
+Shape: TypeAlias = torch.Size | list[int] | tuple[int, ...]
+_D = TypeVar("_D", bound="DirectionalDistribution")
 
 
 def compute_dtype(dtype: torch.dtype) -> torch.dtype:
@@ -106,7 +112,7 @@ class DirectionalDistribution(Distribution):
         """Ambient dimension :math:`p`."""
         return self.event_shape[0]
 
-    def _expand_into(self, new: DirectionalDistribution, batch_shape: torch.Size | tuple[int, ...]):  # type: ignore[no-untyped-def]
+    def _expand_into(self, new: _D, batch_shape: Shape) -> _D:
         """The body of ``expand``: each subclass passes ``self._get_checked_instance(ItsClass, _instance)``."""
         batch_shape = torch.Size(batch_shape)
         new.loc = self.loc.expand(batch_shape + self.event_shape)
@@ -136,9 +142,7 @@ class DirectionalDistribution(Distribution):
         than the assembly of ``rsample``, or None where there is none (the default)."""
         return None
 
-    def rsample(
-        self, sample_shape: torch.Size | tuple[int, ...] = torch.Size(), generator: torch.Generator | None = None
-    ) -> Tensor:
+    def rsample(self, sample_shape: Shape = torch.Size(), generator: torch.Generator | None = None) -> Tensor:
         """Reparameterised sample of shape ``sample_shape + batch_shape + (p,)``.
 
         ``generator`` (optional) is a :class:`torch.Generator` to draw from instead of the global
@@ -155,21 +159,15 @@ class DirectionalDistribution(Distribution):
         dtype = compute_dtype(self.loc.dtype)
         loc = self.loc.to(dtype).expand(shape).reshape(-1, self.dim)
         kappa = self.concentration.expand(shape[:-1]).reshape(-1)
-        grad = torch.is_grad_enabled()
-        z = None
-        if not (grad and (loc.requires_grad or kappa.requires_grad)):
-            z = self._fused_sample(loc.detach(), kappa.detach(), generator)
+        tracked = torch.is_grad_enabled() and (loc.requires_grad or kappa.requires_grad)
+        z = None if tracked else self._fused_sample(loc.detach(), kappa.detach(), generator)
         if z is None:
             omw, opw, v = self._components(loc.detach(), kappa, generator)
             w, s = w_and_s(omw, opw, dtype)
-            if grad and loc.requires_grad:
-                v = reattach_tangent(v, loc)
-            z = w.unsqueeze(-1) * loc + s.unsqueeze(-1) * v
+            z = w.unsqueeze(-1) * loc + s.unsqueeze(-1) * (reattach_tangent(v, loc) if tracked else v)
         return z.reshape(shape).to(self.loc.dtype)
 
-    def sample(
-        self, sample_shape: torch.Size | tuple[int, ...] = torch.Size(), generator: torch.Generator | None = None
-    ) -> Tensor:
+    def sample(self, sample_shape: Shape = torch.Size(), generator: torch.Generator | None = None) -> Tensor:
         """A sample without gradients, same arguments as ``rsample``."""
         with torch.no_grad():
             return self.rsample(sample_shape, generator=generator)

@@ -9,6 +9,7 @@ from torch import Tensor
 from torch.distributions import Distribution
 
 from ._checks import check_count
+from ._directional import Shape
 from .constraints import sphere
 
 __all__ = ["HypersphericalUniform", "log_sphere_area"]
@@ -57,7 +58,7 @@ class HypersphericalUniform(Distribution):
     def __init__(
         self,
         dim: int,
-        batch_shape: torch.Size | tuple[int, ...] = torch.Size(),
+        batch_shape: Shape = torch.Size(),
         dtype: torch.dtype | None = None,
         device: torch.device | str | None = None,
         validate_args: bool | None = None,
@@ -69,7 +70,7 @@ class HypersphericalUniform(Distribution):
         self._device = torch.device(device) if device is not None else torch.device("cpu")
         super().__init__(torch.Size(batch_shape), torch.Size((self.dim,)), validate_args=validate_args)
 
-    def expand(self, batch_shape: torch.Size | tuple[int, ...], _instance: HypersphericalUniform | None = None):  # type: ignore[no-untyped-def]
+    def expand(self, batch_shape: Shape, _instance: HypersphericalUniform | None = None) -> HypersphericalUniform:
         """The same distribution with a larger ``batch_shape``."""
         new = self._get_checked_instance(HypersphericalUniform, _instance)
         try:  # the rule of Tensor.expand, and its RuntimeError, as for the parameters of torch's distributions
@@ -107,18 +108,14 @@ class HypersphericalUniform(Distribution):
         eye = torch.eye(self.dim, dtype=self._dtype, device=self._device) / self.dim
         return eye.expand(self.batch_shape + (self.dim, self.dim))
 
-    def rsample(
-        self, sample_shape: torch.Size | tuple[int, ...] = torch.Size(), generator: torch.Generator | None = None
-    ) -> Tensor:
+    def rsample(self, sample_shape: Shape = torch.Size(), generator: torch.Generator | None = None) -> Tensor:
         """Normalised standard Gaussians, shape ``sample_shape + batch_shape + (p,)`` (no parameters
         to differentiate); ``generator`` as in :meth:`VonMisesFisher.rsample`."""
         shape = self._extended_shape(torch.Size(sample_shape))
         gaussian = torch.empty(shape, dtype=self._dtype, device=self._device).normal_(generator=generator)
         return torch.nn.functional.normalize(gaussian, dim=-1)
 
-    def sample(
-        self, sample_shape: torch.Size | tuple[int, ...] = torch.Size(), generator: torch.Generator | None = None
-    ) -> Tensor:
+    def sample(self, sample_shape: Shape = torch.Size(), generator: torch.Generator | None = None) -> Tensor:
         """Same as :meth:`rsample`, without gradient tracking."""
         with torch.no_grad():
             return self.rsample(sample_shape, generator=generator)

@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import torch
 from torch import Tensor
-from torch.distributions import register_kl
+from torch.distributions import Distribution, register_kl
 
 from ._cancellation import sum_with_smaller_terms
 from ._vmf import vmf_terms
@@ -40,7 +40,7 @@ from .von_mises_fisher import VonMisesFisher
 __all__: list[str] = []
 
 
-def _check_same_dim(p: VonMisesFisher | HypersphericalUniform, q: VonMisesFisher | HypersphericalUniform) -> int:
+def _check_same_dim(p: Distribution, q: Distribution) -> int:
     dim_p, dim_q = p.event_shape[0], q.event_shape[0]
     if dim_p != dim_q:
         raise ValueError(
@@ -49,8 +49,8 @@ def _check_same_dim(p: VonMisesFisher | HypersphericalUniform, q: VonMisesFisher
     return dim_p
 
 
-def _broadcast_to(value: Tensor, *dists: object) -> Tensor:
-    shape = torch.broadcast_shapes(value.shape, *(d.batch_shape for d in dists))  # type: ignore[attr-defined]
+def _broadcast_to(value: Tensor, *dists: Distribution) -> Tensor:
+    shape = torch.broadcast_shapes(value.shape, *(d.batch_shape for d in dists))
     return value.expand(shape)
 
 

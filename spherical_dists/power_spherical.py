@@ -7,7 +7,7 @@ import math
 import torch
 from torch import Tensor
 
-from ._directional import DirectionalDistribution, compute_dtype
+from ._directional import DirectionalDistribution, Shape, compute_dtype
 from ._gamma import TAYLOR_RATIO, digamma_difference, lgamma_bregman, lgamma_difference
 from .hyperspherical_uniform import log_sphere_area
 
@@ -64,9 +64,7 @@ def _kl_uniform_power(dim: int, kappa: Tensor) -> Tensor:
     ks = torch.where(small, kappa, 0.0)
     series = lgamma_bregman(beta, ks) - lgamma_bregman(2.0 * beta, ks)
     large = (
-        lgamma_difference(beta, beta)
-        - lgamma_difference(beta + kappa, beta)
-        + kappa * digamma_difference(beta, beta)
+        lgamma_difference(beta, beta) - lgamma_difference(beta + kappa, beta) + kappa * digamma_difference(beta, beta)
     )
     return torch.where(small, series, large)
 
@@ -127,7 +125,7 @@ class PowerSpherical(DirectionalDistribution):
         tensor(0.4319, dtype=torch.float64)
     """
 
-    def expand(self, batch_shape: torch.Size | tuple[int, ...], _instance: PowerSpherical | None = None):  # type: ignore[no-untyped-def]
+    def expand(self, batch_shape: Shape, _instance: PowerSpherical | None = None) -> PowerSpherical:
         """A view of this distribution with a larger ``batch_shape`` (parameters are expanded, not copied)."""
         return self._expand_into(self._get_checked_instance(PowerSpherical, _instance), batch_shape)
 

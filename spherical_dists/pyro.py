@@ -34,19 +34,22 @@ __all__ = ["VonMisesFisher", "HypersphericalUniform", "PowerSpherical"]
 
 class _DirectionalShapes:
     @classmethod
-    def infer_shapes(cls, loc: torch.Size, concentration: torch.Size) -> tuple[torch.Size, torch.Size]:
+    def infer_shapes(cls, **arg_shapes: torch.Size) -> tuple[torch.Size, torch.Size]:
         """``(batch_shape, event_shape)`` from the shapes of ``loc`` ``(..., p)`` and ``concentration``:
         Pyro's default reads ``event_shape = ()`` off the constraints, but the event is ``(p,)``."""
+        loc, concentration = arg_shapes["loc"], arg_shapes["concentration"]
         return torch.broadcast_shapes(loc[:-1], concentration), torch.Size(loc[-1:])
 
 
-class VonMisesFisher(_DirectionalShapes, von_mises_fisher.VonMisesFisher, TorchDistributionMixin):
+# Pyro's mixin declares expand() -> ExpandedDistribution; the torch classes' expand, which comes first in
+# the MRO and is what runs, returns the class itself (as torch's own distributions do inside Pyro).
+class VonMisesFisher(_DirectionalShapes, von_mises_fisher.VonMisesFisher, TorchDistributionMixin):  # type: ignore[misc]
     """:class:`spherical_dists.VonMisesFisher` for Pyro."""
 
 
-class HypersphericalUniform(hyperspherical_uniform.HypersphericalUniform, TorchDistributionMixin):
+class HypersphericalUniform(hyperspherical_uniform.HypersphericalUniform, TorchDistributionMixin):  # type: ignore[misc]
     """:class:`spherical_dists.HypersphericalUniform` for Pyro."""
 
 
-class PowerSpherical(_DirectionalShapes, power_spherical.PowerSpherical, TorchDistributionMixin):
+class PowerSpherical(_DirectionalShapes, power_spherical.PowerSpherical, TorchDistributionMixin):  # type: ignore[misc]
     """:class:`spherical_dists.PowerSpherical` for Pyro."""

@@ -9,7 +9,7 @@ from torch.distributions import Distribution
 from . import _marginal, _sampling
 from ._cancellation import sum_with_smaller_terms
 from ._checks import check_unit
-from ._directional import DirectionalDistribution, compute_dtype
+from ._directional import DirectionalDistribution, Shape, compute_dtype
 from ._fit import as_float64_directions, check_points, check_weights, weighted_fit
 from ._vmf import log_normalizer_pair, log_normalizer_plus_kappa, vmf_terms
 from .hyperspherical_uniform import log_sphere_area
@@ -66,7 +66,7 @@ class VonMisesFisher(DirectionalDistribution):
         tensor(10.3686)
     """
 
-    def expand(self, batch_shape: torch.Size | tuple[int, ...], _instance: VonMisesFisher | None = None):  # type: ignore[no-untyped-def]
+    def expand(self, batch_shape: Shape, _instance: VonMisesFisher | None = None) -> VonMisesFisher:
         """A view of this distribution with a larger ``batch_shape`` (parameters are expanded, not copied)."""
         return self._expand_into(self._get_checked_instance(VonMisesFisher, _instance), batch_shape)
 
