@@ -41,7 +41,7 @@ def _angles(z: torch.Tensor, mu: torch.Tensor) -> torch.Tensor:
 
 
 @pytest.mark.parametrize("dtype", [F64, torch.float32])
-@pytest.mark.parametrize("p", [2, 3, 6, 40])
+@pytest.mark.parametrize("p", [2, 3, 6, pytest.param(40, marks=pytest.mark.slow)])
 def test_kernel_samples_the_von_mises_fisher_law(p: int, dtype: torch.dtype) -> None:
     n = 3000
     eps = torch.finfo(dtype).eps
@@ -58,6 +58,7 @@ def test_kernel_samples_the_von_mises_fisher_law(p: int, dtype: torch.dtype) -> 
         assert _chi_square_p_value(theta, p, kappa, bins=20) > 1e-4, (p, kappa)
 
 
+@pytest.mark.slow
 def test_two_pass_layout_for_large_dimension() -> None:
     p = _triton_sampler.SINGLE_PASS_MAX_P + 52
     n, kappa = 64, 3000.0

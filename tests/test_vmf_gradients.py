@@ -47,7 +47,9 @@ def _reference_dw_dkappa(p: int, kappa: float, one_minus_w: float) -> float:
         return float(-mp.sin(theta) * integral)
 
 
-@pytest.mark.parametrize("p", [2, 3, 4, 10, 1000, 65536])
+@pytest.mark.parametrize(
+    "p", [2, 3, 4, 10, pytest.param(1000, marks=pytest.mark.slow), pytest.param(65536, marks=pytest.mark.slow)]
+)
 def test_implicit_derivative_matches_mpmath(p: int) -> None:
     kappas, omws = [], []
     for kappa in (0.0, 1e-3, 1.0, 80.0, 1e3, 1e5):

@@ -83,6 +83,7 @@ TINY_PRESET = {
 }  # fmt: skip
 
 
+@pytest.mark.slow
 def test_script_trains_clusters_and_writes_a_deterministic_report(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
 ) -> None:

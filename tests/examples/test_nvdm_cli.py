@@ -114,6 +114,7 @@ def test_presets_and_flags_combine() -> None:
     assert experiment.train.lr == nvdm.PRESETS["v-nvdm-25"]["lr"]
 
 
+@pytest.mark.slow
 def test_compare_in_two_processes(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     """The multi-model path: both quick-start models trained at once, each in its own process."""
     assert nvdm.main(["compare", "--jobs", "2", "--run-dir", str(tmp_path), *SMALL, "--max-epochs", "1"]) == 0
@@ -134,6 +135,7 @@ def _children(pid: int) -> list[int]:
     return out
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads the process table from /proc")
 def test_kill_stops_parallel_runs_with_their_checkpoints_and_no_orphans(tmp_path: Path) -> None:
     """SIGTERM to the command alone (``kill``, not Ctrl-C, which reaches every process): each worker saves

@@ -122,6 +122,7 @@ def _torchrun(data_dir: Path, run: Path, *flags: str) -> str:
     return stdout
 
 
+@pytest.mark.slow
 def test_two_data_parallel_processes_under_torchrun_and_resume(data_dir: Path, tmp_path: Path) -> None:
     run = tmp_path / "ddp"
     stdout = _torchrun(data_dir, run)
