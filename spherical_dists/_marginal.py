@@ -39,7 +39,7 @@ is below 1e-11.
 from __future__ import annotations
 
 import math
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch
@@ -206,31 +206,26 @@ def kappa_derivative(kappa: Tensor, omw: Tensor, opw: Tensor, dim: int) -> Tenso
     one_minus_mean = vmf_terms(dim, kappa).one_minus_mean_length  # exact as A -> 1
     if not _eager_cpu(kappa) or kappa.shape[0] <= _GRADIENT_CHUNK:
         return _kappa_derivative_rows(kappa, omw, opw, dim, one_minus_mean)
-    chunks = [
-        _kappa_derivative_rows(
-            *(t[i : i + _GRADIENT_CHUNK] for t in (kappa, omw, opw)), dim, one_minus_mean[i : i + _GRADIENT_CHUNK]
-        )
-        for i in range(0, kappa.shape[0], _GRADIENT_CHUNK)
-    ]
-    return torch.cat(chunks)
+    chunks = [slice(i, i + _GRADIENT_CHUNK) for i in range(0, kappa.shape[0], _GRADIENT_CHUNK)]
+    return torch.cat([_kappa_derivative_rows(kappa[c], omw[c], opw[c], dim, one_minus_mean[c]) for c in chunks])
 
 
 class ImplicitMarginal(torch.autograd.Function):
     """Identity on ``(1 - w, 1 + w)`` whose backward carries dw/dkappa to the concentration."""
 
     @staticmethod
-    def forward(kappa: Tensor, omw: Tensor, opw: Tensor, dim: int) -> tuple[Tensor, Tensor]:  # type: ignore[override]
+    def forward(kappa: Tensor, omw: Tensor, opw: Tensor, dim: int) -> tuple[Tensor, Tensor]:
         return omw.clone(), opw.clone()
 
     @staticmethod
-    def setup_context(ctx, inputs, output):  # type: ignore[no-untyped-def]
+    def setup_context(ctx: Any, inputs: tuple[Any, ...], output: Any) -> None:
         kappa, omw, opw, dim = inputs
         ctx.save_for_backward(kappa, omw, opw)
         ctx.dim = dim
         ctx.set_materialize_grads(False)
 
     @staticmethod
-    def backward(ctx, grad_omw, grad_opw):  # type: ignore[no-untyped-def, override]
+    def backward(ctx: Any, grad_omw: Tensor | None, grad_opw: Tensor | None) -> tuple[Tensor | None, None, None, None]:
         kappa, omw, opw = ctx.saved_tensors
         grad_w = (0.0 if grad_opw is None else grad_opw) - (0.0 if grad_omw is None else grad_omw)
         if not isinstance(grad_w, Tensor):

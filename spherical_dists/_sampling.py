@@ -78,6 +78,7 @@ def _use_triton(t: Tensor) -> bool:
 
 # ---------------------------------------------------------------------------- random numbers
 
+
 def _start_normal_fill(out: Tensor, generator: torch.Generator | None) -> Callable[[], None]:
     """Begin filling ``out`` (2-D, contiguous) with standard normals; call the result to wait.
 
@@ -103,7 +104,12 @@ def _start_normal_fill(out: Tensor, generator: torch.Generator | None) -> Callab
             fill(begin, seed)
         return lambda: None
     futures = [thread_pool().submit(fill, begin, seed) for begin, seed in zip(starts, seeds)]
-    return lambda: [future.result() for future in futures] and None
+
+    def wait() -> None:
+        for future in futures:
+            future.result()
+
+    return wait
 
 
 def _uniform(shape: tuple[int, ...], like: Tensor, generator: torch.Generator | None) -> Tensor:
