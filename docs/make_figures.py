@@ -42,6 +42,7 @@ import matplotlib  # noqa: E402
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+import matplotlib.ticker  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
@@ -424,13 +425,26 @@ def gradient_check(command: str) -> None:
 # ----------------------------------------------------------------------------- throughput
 
 
-def _label(m: dict[str, Any]) -> str:
-    return f"p={m['p']}\nκ={m['kappa']:g}\nn={m['n']:.0e}".replace("e+0", "e")
+# The chart is shown at the width of the text column (about 740 CSS px): it is drawn at that width in
+# inches x 100 and saved at twice the resolution, so that its text reads at the size of the page's
+# small print and stays sharp on high-density screens.
+THROUGHPUT_WIDTH_IN = 7.4
+THROUGHPUT_DPI = 200
+THROUGHPUT_COLUMNS = 4
+
+
+def _short_number(x: float) -> str:
+    """``10000`` as ``1e4``, ``80`` as ``80``: the grid's values, short enough for a tick label."""
+    if x >= 1000 and math.log10(x).is_integer():
+        return f"1e{int(math.log10(x))}"
+    return f"{x:g}"
 
 
 def throughput_chart(json_path: Path, out_path: Path) -> bool:
-    """Bar chart of samples/s per peer and grid point from a ``bench_sampler.py --json`` file.
+    """Samples/s per peer from a ``bench_sampler.py --json`` file, as a grid of small panels.
 
+    One panel per ``(p, n)`` (its bars grouped by kappa, one colour per peer, log scale), so that the
+    chart stays legible at the width of the text column however many grid points the file has.
     Returns ``False`` (and writes nothing) when the file has no measured points.
     """
     doc = json.loads(json_path.read_text())
@@ -439,40 +453,68 @@ def throughput_chart(json_path: Path, out_path: Path) -> bool:
     if not measured:
         return False
     peers = list(dict.fromkeys(m["peer"] for m in measured if m["peer"] != "copy floor"))
-    points = sorted({(m["n"], m["p"], m["kappa"]) for m in measured})
     rate = {(m["n"], m["p"], m["kappa"], m["peer"]): m for m in measured}
-    width = 0.8 / max(1, len(peers))
-    fig, ax = plt.subplots(figsize=(max(6.0, 0.75 * len(points) * max(1, len(peers)) ** 0.5 + 2), 4.0))
+    panels = sorted({(m["p"], m["n"]) for m in measured})
+    columns = min(THROUGHPUT_COLUMNS, len(panels))
+    rows = math.ceil(len(panels) / columns)
+    fig, axes = plt.subplots(
+        rows, columns, figsize=(THROUGHPUT_WIDTH_IN, 0.75 + 1.9 * rows), squeeze=False, constrained_layout=True
+    )
     colours = plt.get_cmap("tab10")
-    for j, peer in enumerate(peers):
-        xs, ys, hatches = [], [], []
-        for i, pt in enumerate(points):
-            m = rate.get((*pt, peer))
-            if m is not None:
-                xs.append(i + (j - (len(peers) - 1) / 2) * width)
-                ys.append(m["samples_per_s"])
-                hatches.append(m["status"] == "capped")
-        bars = ax.bar(xs, ys, width=width, label=peer, color=colours(j % 10))
-        for bar, capped in zip(bars, hatches):
-            if capped:
-                bar.set_hatch("//")
-    ax.set_yscale("log")
-    ax.set_ylabel("samples / s")
-    ax.set_xticks(range(len(points)))
-    ax.set_xticklabels([_label({"n": n, "p": p, "kappa": k}) for n, p, k in points], fontsize=7)
+    width = 0.8 / max(1, len(peers))
+    for ax, (p, n) in zip(axes.flat, panels):
+        kappas = sorted({m["kappa"] for m in measured if (m["p"], m["n"]) == (p, n)})
+        for j, peer in enumerate(peers):
+            for i, kappa in enumerate(kappas):
+                m = rate.get((n, p, kappa, peer))
+                if m is None:
+                    continue
+                ax.bar(
+                    i + (j - (len(peers) - 1) / 2) * width,
+                    m["samples_per_s"],
+                    width=width,
+                    color=colours(j % 10),
+                    hatch="////" if m["status"] == "capped" else None,
+                    edgecolor="white" if m["status"] == "capped" else None,
+                    linewidth=0,
+                )
+        ax.set_yscale("log")
+        # At least two decades, so that every panel has labelled powers of ten (and no minor labels).
+        here = [rate[(n, p, k, peer)]["samples_per_s"] for k in kappas for peer in peers if (n, p, k, peer) in rate]
+        top = 1.5 * max(here)
+        ax.set_ylim(min(10 ** math.floor(math.log10(min(here) / 2)), top / 100), top)
+        ax.yaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
+        ax.set_xticks(range(len(kappas)), [f"κ={_short_number(k)}" for k in kappas], fontsize=8.5)
+        ax.set_xlim(-0.5, len(kappas) - 0.5)
+        ax.tick_params(axis="y", labelsize=8)
+        ax.set_title(f"p = {p}, n = {_short_number(n)}", fontsize=9)
+        ax.grid(axis="y", alpha=0.3, which="major", linewidth=0.5)
+    for ax in axes[:, 0]:
+        ax.set_ylabel("samples / s", fontsize=8)
+    for ax in axes.flat[len(panels) :]:
+        ax.set_visible(False)
+    handles = [plt.Rectangle((0, 0), 1, 1, color=colours(j % 10)) for j in range(len(peers))]
+    if any(m["status"] == "capped" for m in measured):
+        handles.append(plt.Rectangle((0, 0), 1, 1, facecolor="0.6", hatch="////", edgecolor="white", linewidth=0))
+        peers_shown = [*peers, "fewer rows than n"]
+    else:
+        peers_shown = peers
     machine = doc.get("machine", {})
     device = machine.get("gpu") or machine.get("cuda") or machine.get("cpu", "")
     threads = machine.get("threads")
     title = f"{json_path.name}: {device}" + (f", {threads} threads" if threads and not machine.get("gpu") else "")
-    ax.set_title(title, fontsize=9)
-    ax.grid(axis="y", alpha=0.3, which="both", linewidth=0.5)
-    # Headroom above the tallest bar (a decade on the log axis) keeps the legend off the bars.
-    top = max(m["samples_per_s"] for m in measured)
-    ax.set_ylim(top=top * 30)
-    ax.legend(fontsize=7, ncols=min(len(peers), 5), loc="upper center")
-    fig.tight_layout()
+    fig.legend(
+        handles,
+        peers_shown,
+        loc="outside upper center",
+        ncols=min(len(peers_shown), 6),
+        fontsize=8,
+        title=title,
+        title_fontsize=9,
+        frameon=False,
+    )
     out_path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out_path)
+    fig.savefig(out_path, dpi=THROUGHPUT_DPI)
     plt.close(fig)
     return True
 
