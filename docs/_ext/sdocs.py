@@ -191,6 +191,47 @@ def _rel(path: Path) -> str:
     return path.resolve().relative_to(ROOT).as_posix()
 
 
+# A cell of a number column has digits and no letters, once exponents are set aside ("1.2e-16",
+# "0.458–0.483", "8 / 25 / 91", "42.0 %", "3.1e+05 *", "+0.4 ! [3e-05]", "100 (-) / 114").
+_EXPONENT = re.compile(r"(?<=\d)[eE](?=[-+]?\d)")
+_LETTER = re.compile(r"[^\W\d_]")
+# A cell of several numbers ("0.458–0.483", "8 / 25 / 91"), which may wrap where a table is too wide.
+_SEVERAL_NUMBERS = re.compile(r"\d\s*[/–]\s*[-+(\d]")
+
+
+def _is_number(text: str) -> bool:
+    return any(c.isdigit() for c in text) and not _LETTER.search(_EXPONENT.sub("", text))
+
+
+def _mark_text_columns(children: list[nodes.Node]) -> None:
+    """Give the cells of every non-numeric column of a ``numbers`` table the class ``text``, and
+    the cells of several numbers the class ``numbers-list``.
+
+    The stylesheet right-aligns the numbers of such a table and keeps each on one line; the cells
+    of a ``text`` column (model names, settings, file links) are left-aligned and may wrap, as may
+    a list of numbers, so that a wide results table fits the text column."""
+    for child in children:
+        for table in child.findall(nodes.table):
+            if "numbers" not in table["classes"]:
+                continue
+            for tgroup in table.findall(nodes.tgroup):
+                head = [row for part in tgroup.findall(nodes.thead) for row in part.children]
+                body = [row for part in tgroup.findall(nodes.tbody) for row in part.children]
+                for column in range(tgroup["cols"]):
+                    cells = [row.children[column].astext().strip() for row in body if column < len(row.children)]
+                    values = [text for text in cells if text not in ("", "–", "-")]
+                    numbers = sum(_is_number(text) for text in values)
+                    if values and 2 * numbers >= len(values):
+                        for row in body:
+                            entry = row.children[column] if column < len(row.children) else None
+                            if entry is not None and _SEVERAL_NUMBERS.search(entry.astext()):
+                                entry["classes"].append("numbers-list")
+                        continue
+                    for row in head + body:
+                        if column < len(row.children):
+                            row.children[column]["classes"].append("text")
+
+
 class _ResultsDirective(SphinxDirective):
     required_arguments = 1
     final_argument_whitespace = False
@@ -199,6 +240,7 @@ class _ResultsDirective(SphinxDirective):
     def _parse(self, lines: list[str]) -> list[nodes.Node]:
         container = nodes.container()
         self.state.nested_parse(StringList(lines, source=self.get_source_info()[0]), self.content_offset, container)
+        _mark_text_columns(container.children)
         return container.children
 
 
