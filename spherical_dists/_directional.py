@@ -85,7 +85,7 @@ class DirectionalDistribution(Distribution):
                 f"concentration of shape {tuple(concentration.shape)} next to loc of shape {tuple(loc.shape)} "
                 f"would broadcast to a batch of shape {tuple(loc.shape[:-1] + loc.shape[-2:-1])}, one distribution "
                 "per pair of rows: the concentration has one entry per row of loc, without the trailing dimension "
-                "of size 1 that s-vae-pytorch and power_spherical heads output. Pass concentration.squeeze(-1); "
+                "of size 1 that s-vae-pytorch's heads output. Pass concentration.squeeze(-1); "
                 "to broadcast on purpose, expand loc to the batch shape first."
             )
         try:

@@ -390,7 +390,7 @@ def test_fixed_kappa_takes_no_quadrature(monkeypatch) -> None:  # type: ignore[n
 
 @pytest.mark.parametrize("cls", [VonMisesFisher, PowerSpherical])
 def test_trailing_singleton_concentration_is_refused(cls) -> None:  # type: ignore[no-untyped-def]
-    """s-vae-pytorch and power_spherical heads output a (B, 1) concentration: next to a (B, p) loc it
+    """s-vae-pytorch heads output a (B, 1) concentration: next to a (B, p) loc it
     would silently broadcast to a (B, B) batch (samples and KL of shape (B, B, ...))."""
     loc, kappa = _unit(8, 5), torch.rand(8, 1, dtype=F64) + 1.0
     with pytest.raises(ValueError, match=r"\(8, 1\).*\(8, 8\).*squeeze\(-1\)"):
