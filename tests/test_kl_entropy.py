@@ -92,7 +92,6 @@ def test_kl_vmf_vmf_matches_mpmath(p: int) -> None:
     assert kl_divergence(same, same).item() == 0.0
 
 
-
 @pytest.mark.parametrize("dtype", [torch.float32, F64])
 @pytest.mark.parametrize("p", [3, 5, 1000])
 def test_kl_vmf_vmf_at_huge_concentration(p: int, dtype: torch.dtype) -> None:
@@ -115,7 +114,9 @@ def test_kl_vmf_vmf_at_huge_concentration(p: int, dtype: torch.dtype) -> None:
             m1, m2 = q1.loc[i].to(F64), q2.loc[i].to(F64)  # the rounded directions the KL sees
             cos = 1 - mp.mpf(float(0.5 * (m1 - m2).pow(2).sum()))
             a, b = mp.mpf(float(torch.tensor(a, dtype=dtype))), mp.mpf(float(torch.tensor(b, dtype=dtype)))
-            value = ref.vmf_log_normalizer(p, a) - ref.vmf_log_normalizer(p, b) + ref.iv_ratio(p / 2 - 1, a) * (a - b * cos)
+            value = (
+                ref.vmf_log_normalizer(p, a) - ref.vmf_log_normalizer(p, b) + ref.iv_ratio(p / 2 - 1, a) * (a - b * cos)
+            )
             expected.append(float(value))
     rtol = 1e-12 if dtype == F64 else 4 * torch.finfo(torch.float32).eps
     torch.testing.assert_close(got.to(F64), torch.tensor(expected, dtype=F64), rtol=rtol, atol=0.0)

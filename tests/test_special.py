@@ -107,7 +107,6 @@ def test_both_dispatch_strategies_agree() -> None:
         torch.testing.assert_close(gathered[k], masked[k], rtol=4 * EPS64, atol=0.0, equal_nan=True)
 
 
-
 def test_threaded_chunks_match_one_thread(monkeypatch: pytest.MonkeyPatch) -> None:
     """Chunks spread over worker threads give bit-identical results to one thread, and the
     gradient mode of the caller is respected (the workers run without autograd)."""
