@@ -117,6 +117,7 @@ CPU_TARGET_RATIO = 1.5
 GPU_TARGET_NP = (1_000_000, 1024)
 GPU_FLOOR_RATIO, GPU_TORCH_SPEEDUP = 2.0, 5.0
 
+REPOSITORY = Path(__file__).resolve().parent.parent
 PROBE_ROWS = 1  # rows a slow peer (scipy: one p x p QR per row) is first timed on
 # A 1-minute load average above this before the run means other processes hold the CPUs.
 BUSY_LOAD = 0.5
@@ -334,14 +335,27 @@ def _cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
-def _machine(args: argparse.Namespace, versions: dict[str, str]) -> dict[str, Any]:
+def _portable(path: str, peer_folders: list[str]) -> str:
+    """``path`` as the JSON records it: relative to the repository where it lies inside it, else
+    from the last folder of the peer path it lies under (or by its name alone), so that the file
+    names no folder of the machine it was written on."""
+    resolved = Path(path).resolve()
+    for base in (REPOSITORY, *(Path(folder).resolve().parent for folder in peer_folders)):
+        if resolved.is_relative_to(base):
+            return resolved.relative_to(base).as_posix()
+    return resolved.name
+
+
+def _machine(args: argparse.Namespace, versions: dict[str, str], peer_folders: list[str]) -> dict[str, Any]:
     import spherical_dists
 
     bench_dir = Path(__file__).resolve().parent
     package_dir = Path(spherical_dists.__file__).resolve().parent
+    portable = {k: _portable(v, peer_folders) if os.path.isabs(v) else v for k, v in versions.items()}
+    command = [_portable(a, peer_folders) if os.path.isabs(a) else a for a in sys.argv]
     info: dict[str, Any] = {
         "date_utc": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "command": " ".join([Path(sys.executable).name, *sys.argv]),
+        "command": " ".join([Path(sys.executable).name, *command]),
         "cpu": _cpu_model(),
         "cpu_count": os.cpu_count(),
         "cpus_used": CPUS,
@@ -350,10 +364,10 @@ def _machine(args: argparse.Namespace, versions: dict[str, str]) -> dict[str, An
         "python": platform.python_version(),
         "numpy": np.__version__,
         "torch": torch.__version__,
-        **versions,
+        **portable,
         "benchmark_commit": _git(bench_dir, "rev-parse", "HEAD"),
         "benchmark_dirty": _git(bench_dir, "status", "--porcelain") not in ("", "unknown"),
-        "spherical_dists_path": str(package_dir),
+        "spherical_dists_path": _portable(str(package_dir), peer_folders),
         "spherical_dists_commit": _git(package_dir, "rev-parse", "HEAD"),
         "spherical_dists_dirty": _git(package_dir, "status", "--porcelain", "--untracked-files=no")
         not in ("", "unknown"),
@@ -491,7 +505,7 @@ def _targets(results: dict[Point, dict[str, Measurement]], device: str) -> list[
                     "fastest_peer_samples_per_s": best.samples_per_s if best else None,
                     "ratio_vs_fastest_peer": ratio,
                     "target": CPU_TARGET_RATIO,
-                    "met": bool(ratio >= CPU_TARGET_RATIO),
+                    "met": bool(ratio >= CPU_TARGET_RATIO) if best else None,  # None: no peer to compare with
                 }
             )
     else:
@@ -520,9 +534,12 @@ def _print_targets(targets: list[dict[str, Any]], device: str) -> None:
     if device == "cpu":
         print(f"\nCPU targets (ours >= {CPU_TARGET_RATIO}x the fastest peer in this run):")
         for t in targets:
+            line = f"  n={t['n']:.0e} p={t['p']:<5} kappa={t['kappa']:<6g} ours {t['ours_samples_per_s']:.2e}/s"
+            if t["fastest_peer"] is None:
+                print(f"{line}, no peer measured")
+                continue
             print(
-                f"  n={t['n']:.0e} p={t['p']:<5} kappa={t['kappa']:<6g} ours {t['ours_samples_per_s']:.2e}/s, "
-                f"fastest peer {t['fastest_peer']} {t['fastest_peer_samples_per_s']:.2e}/s: "
+                f"{line}, fastest peer {t['fastest_peer']} {t['fastest_peer_samples_per_s']:.2e}/s: "
                 f"ratio vs fastest peer {t['ratio_vs_fastest_peer']:.2f} -> {'met' if t['met'] else 'NOT met'}"
             )
     else:
@@ -541,7 +558,8 @@ def main(args: argparse.Namespace) -> None:
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
     env_paths = os.environ.get("SPHERICAL_DISTS_BENCH_PEER_PATH", "").split(os.pathsep)
-    for folder in [*args.peer_path, *filter(None, env_paths)]:
+    peer_folders = [*args.peer_path, *filter(None, env_paths)]
+    for folder in peer_folders:
         sys.path.insert(0, folder)
     if args.device == "cuda" and not torch.cuda.is_available():
         sys.exit("--device cuda: torch sees no CUDA device")
@@ -597,8 +615,8 @@ def main(args: argparse.Namespace) -> None:
         path = Path(args.json)
         path.parent.mkdir(parents=True, exist_ok=True)
         doc = {
-            "machine": _machine(args, versions),
-            "settings": vars(args),
+            "machine": _machine(args, versions, peer_folders),
+            "settings": {**vars(args), "peer_path": [_portable(p, peer_folders) for p in args.peer_path]},
             "load_avg_start": list(load_start),
             "load_avg_end": list(os.getloadavg()),
             "busy_at_start": busy,
