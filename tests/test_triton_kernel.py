@@ -16,7 +16,7 @@ import torch
 
 pytest.importorskip("triton")
 
-from spherical_dists import _sampling, _triton_sampler  # noqa: E402
+from spherical_dists import VonMisesFisher, _sampling, _triton_sampler  # noqa: E402
 from spherical_dists.special import vmf_mean_resultant_length  # noqa: E402
 
 from .test_vmf_sampling import _chi_square_p_value  # noqa: E402
@@ -101,3 +101,24 @@ def test_kernel_and_torch_path_sample_the_same_distribution(p: int, kappa: float
     kernel = _angles(_triton_sampler.sample(mu, k, _generator(5)), mu)
     torch_path = _angles(_sampling.sample(mu.cpu(), k.cpu(), torch.Generator().manual_seed(6)), mu)
     assert scipy.stats.ks_2samp(kernel.numpy(), torch_path.numpy()).pvalue > 1e-4
+
+
+def test_distribution_draws_through_the_kernel(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """VonMisesFisher's sample and rsample where the kernel serves (CUDA; here CPU tensors through
+    the interpreter): sample is the kernel's z, and rsample's kappa-gradient, from the kernel's
+    marginal by implicit reparameterisation, has mean dA/dkappa = 1 - A^2 - (p - 1) A / kappa."""
+    monkeypatch.setattr(_sampling, "_use_triton", lambda t: True)
+    n, p, kappa = 2000, 6, 20.0
+    mu, k = _rows(n, p, kappa, F64, seed=9)
+    dist = VonMisesFisher(mu, k, validate_args=False)
+    assert torch.equal(dist.sample(generator=_generator(9)), _triton_sampler.sample(mu, k, _generator(9)))
+    loc, concentration = mu.clone().requires_grad_(), k.clone().requires_grad_()
+    z = VonMisesFisher(loc, concentration, validate_args=False).rsample(generator=_generator(10))
+    omw, opw, v = _triton_sampler.components(mu, k, _generator(10))
+    w, s = _sampling.w_and_s(omw, opw, F64)
+    torch.testing.assert_close(z.detach(), w[:, None] * mu + s[:, None] * v)  # the kernel's draw
+    grad_loc, grad_kappa = torch.autograd.grad((z * mu).sum(), (loc, concentration))
+    assert torch.isfinite(grad_loc).all()
+    a = float(vmf_mean_resultant_length(p, torch.tensor(kappa, dtype=F64)))
+    expected = 1 - a * a - (p - 1) * a / kappa
+    assert abs(grad_kappa.mean().item() - expected) <= 5 * grad_kappa.std().item() / math.sqrt(n)
