@@ -103,7 +103,9 @@ class GaussianLatent(Latent):
         nn.init.zeros_(self.log_scale.bias)
 
     def forward(self, h: Tensor) -> Distribution:
-        return Independent(Normal(self.loc(h), self.log_scale(h).exp()), 1)
+        # Unvalidated, like the vMF's below: a diverging model's parameters overflow, and the trainer's
+        # non-finite-loss stop, not a constraint error inside the forward pass, should report it.
+        return Independent(Normal(self.loc(h), self.log_scale(h).exp(), validate_args=False), 1)
 
     def prior(self, dtype: torch.dtype, device: torch.device) -> Distribution:
         zeros = torch.zeros(self.dim, dtype=dtype, device=device)
@@ -163,7 +165,7 @@ class VMFLatent(Latent):
         return self.kappa.to(h.dtype).expand(h.shape[:-1])
 
     def forward(self, h: Tensor) -> Distribution:
-        return VonMisesFisher(F.normalize(self.direction(h), dim=-1), self._concentration(h))
+        return VonMisesFisher(F.normalize(self.direction(h), dim=-1), self._concentration(h), validate_args=False)
 
     def prior(self, dtype: torch.dtype, device: torch.device) -> Distribution:
         return HypersphericalUniform(self.dim, dtype=dtype, device=device)

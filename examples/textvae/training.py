@@ -444,8 +444,20 @@ class Trainer:
             )
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
+        grads = [p.grad for p in self.model.parameters() if p.grad is not None]
+        total_norm = torch.nn.utils.get_total_norm(grads)
+        grad_norm = float(total_norm)
+        # A finite loss can still overflow its gradient (Adam then writes NaN into every weight): stop here too.
+        if not math.isfinite(self._all_sum([grad_norm])[0]):
+            raise NonFiniteLossError(
+                f"the gradient of the training loss ({loss_value:.4g}) became {grad_norm} at epoch {state['epoch'] + 1}, "
+                f"step {state['step_in_epoch'] + 1} (global step {state['global_step'] + 1}, lr {state['lr']:.3g}). "
+                f"Training stopped before the update; nothing was saved after the last good checkpoint "
+                f"({self.last_path}, and the best weights in {self.best_path}). Try a lower --lr or gradient "
+                f"clipping (--clip-grad)."
+            )
         if self.config.clip_grad > 0:
-            torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.config.clip_grad)
+            torch.nn.utils.clip_grads_with_norm_(self.model.parameters(), self.config.clip_grad, total_norm)
         self.optimizer.step()
         n = terms.recon.numel()
         sums["loss"] += loss_value * n
@@ -473,6 +485,13 @@ class Trainer:
                 f"without saving this epoch. Try a lower --lr or gradient clipping (--clip-grad)."
             )
         ppl = perplexities(bound, terms["n_tokens"])
+        if not math.isfinite(ppl["corpus"]):
+            nats = float(bound.sum() / terms["n_tokens"].sum())
+            raise NonFiniteLossError(
+                f"the validation perplexity overflowed after epoch {self.state['epoch'] + 1} ({nats:.4g} nats per "
+                f"token): the model diverged; training stopped without saving this epoch. Try a lower --lr or "
+                f"gradient clipping (--clip-grad)."
+            )
         return {
             "valid_ppl_corpus": ppl["corpus"],
             "valid_ppl_per_doc": ppl["per_doc"],

@@ -222,3 +222,15 @@ def test_parallel_runs_start_with_the_longest_and_keep_the_table_order(monkeypat
     results = cli.run_many(nvdm.PIPELINE, jobs, Path("runs"), False, 2, cost=nvdm.expected_cost)
     assert started == ["v-nvdm-200", "g-nvdm-200", "v-nvdm-50", "g-nvdm-50", "v-nvdm-25"]
     assert [r["label"] for r in results] == list(nvdm.TABLE2_ROWS)
+
+
+def test_a_diverging_run_stops_with_one_error_line(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    """lr = 1 makes the Gaussian NVDM diverge: the weights overflow while the training loss stays finite.
+    It used to end in a constraint dump from Normal (its scale became inf) or in "training ended without
+    a single validated epoch"; it stops at the first non-finite quantity with one line that says what to do."""
+    flags = ["--latent", "gaussian", "--lr", "1", "--limit-docs", "400", "--valid-docs", "100", "--hidden", "32"]
+    flags += ["--latent-dim", "10", "--max-epochs", "3", "--iw-samples", "0", "--no-progress"]
+    assert nvdm.main(["train", "--run-dir", str(tmp_path), *flags]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: ") and "diverged" in err[0] and "--lr" in err[0]
+    assert not (tmp_path / "result.json").exists()

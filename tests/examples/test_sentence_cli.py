@@ -138,3 +138,17 @@ def test_two_data_parallel_processes_under_torchrun_and_resume(data_dir: Path, t
     stdout = _torchrun(data_dir, run, "--max-epochs", "3", "--resume")
     assert "resumed" in stdout and json.loads((run / "result.json").read_text())["epochs"] == 3
     assert (run / "metrics.jsonl").read_text().splitlines()[:2] == records
+
+
+@pytest.mark.parametrize("preset", ["g-vae", "vmf-vae", "rnnlm"])
+def test_a_diverging_run_stops_with_one_error_line(
+    data_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture, preset: str
+) -> None:
+    """lr = 1000: the Gaussian posterior's scale overflows inside the forward pass (it used to raise
+    Normal's constraint error), the vMF and the RNNLM diverge with a finite loss whose validation
+    perplexity overflows (it used to end in "training ended without a single validated epoch")."""
+    run = ["train", "--preset", preset, "--data-dir", str(data_dir), "--run-dir", str(tmp_path), *TINY]
+    assert sentence_vae.main([*run, "--lr", "1000"]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: ") and "--lr" in err[0], err
+    assert "became nan" in err[0] or "gradient" in err[0] or "diverged" in err[0]
