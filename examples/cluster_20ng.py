@@ -40,7 +40,7 @@ from textvae.data import Batches, DataFormatError
 from textvae.evaluation import encode
 from textvae.nvdm_model import NVDM
 from textvae.results import markdown_table
-from textvae.training import RESUMABLE_CHANGES, CheckpointError, NonFiniteLossError
+from textvae.training import RESUMABLE_CHANGES, CheckpointError, NonFiniteLossError, load_checkpoint
 
 DEFAULT_PRESETS = ("v-nvdm-50", "g-nvdm-50")
 REPRODUCED = nvdm.RUNS / "reproduce" / "table2"  # where `nvdm.py reproduce` leaves the Table 2 models
@@ -90,7 +90,7 @@ def load_run(run_dir: Path) -> tuple[NVDM, dict[str, Any], BowCorpus]:
     experiment = cfg.from_flat(nvdm.Experiment, result["config"])
     splits = nvdm._splits(experiment.data)
     model = NVDM(experiment.model, splits.train.vocab_size)
-    model.load_state_dict(torch.load(run_dir / "best.pt", map_location="cpu", weights_only=True))
+    model.load_state_dict(load_checkpoint(run_dir / "best.pt", torch.device("cpu")))
     return model, result, splits.test
 
 

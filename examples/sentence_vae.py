@@ -54,7 +54,7 @@ from textvae.evaluation import EvalConfig
 from textvae.lstm_vae import SentenceVAE, SentenceVAEConfig
 from textvae.results import plot_lines
 from textvae.sentences import SentenceBatch, SentenceDataConfig, SentenceSplits, load_sentence_splits
-from textvae.training import TrainConfig, select_device
+from textvae.training import TrainConfig, load_checkpoint, select_device
 
 EXAMPLES = Path(__file__).resolve().parent
 RUNS = EXAMPLES / "runs" / "sentence_vae"
@@ -373,7 +373,7 @@ def _load_run(run_dir: Path) -> tuple[SentenceVAE, SentenceSplits]:
     experiment = cfg.from_flat(Experiment, json.loads(result_path.read_text())["config"])
     splits = _splits(experiment.data)
     model = SentenceVAE(experiment.model, splits.vocab)
-    model.load_state_dict(torch.load(run_dir / "best.pt", map_location="cpu", weights_only=True))
+    model.load_state_dict(load_checkpoint(run_dir / "best.pt", torch.device("cpu")))
     return model.to(select_device(experiment.train.device)).eval(), splits
 
 

@@ -29,6 +29,8 @@ KL warm-up (Bowman et al. 2016). Around that:
 
 from __future__ import annotations
 
+import hashlib
+import io
 import json
 import math
 import os
@@ -57,6 +59,7 @@ __all__ = [
     "FitResult",
     "NonFiniteLossError",
     "CheckpointError",
+    "load_checkpoint",
     "seed_everything",
     "select_device",
     "RESUMABLE_CHANGES",
@@ -194,14 +197,46 @@ def select_device(name: str = "auto") -> torch.device:
 
 
 def _atomic_save(obj: Any, path: Path) -> None:
-    """Write to a temporary file and rename it, so that a crash never leaves a truncated checkpoint."""
+    """Write to a temporary file and rename it, so that a crash never leaves a truncated checkpoint, with
+    its SHA-256 beside it (``path.sha256``), which :func:`load_checkpoint` checks before reading."""
     tmp = path.with_name(path.name + ".tmp")
     torch.save(obj, tmp)
+    digest = hashlib.sha256(tmp.read_bytes()).hexdigest()
+    checksum = path.with_name(path.name + ".sha256")
+    checksum_tmp = checksum.with_name(checksum.name + ".tmp")
+    checksum_tmp.write_text(digest + "\n")
     os.replace(tmp, path)
+    os.replace(checksum_tmp, checksum)
+
+
+def load_checkpoint(path: Path, device: torch.device) -> Any:
+    """A checkpoint written by :func:`_atomic_save`, refused by name unless its checksum matches; read with
+    ``weights_only=True``, so that a crafted file cannot run code."""
+    checksum = path.with_name(path.name + ".sha256")
+    try:
+        data = path.read_bytes()
+        expected = checksum.read_text().strip()
+    except OSError as error:
+        raise CheckpointError(f"cannot read {error.filename}: {error.strerror}") from None
+    if hashlib.sha256(data).hexdigest() != expected:
+        raise CheckpointError(
+            f"{path} is damaged: its SHA-256 does not match {checksum.name}. Start a new run directory, or "
+            "restore the file from a copy."
+        )
+    try:
+        return torch.load(io.BytesIO(data), map_location=device, weights_only=True)
+    except Exception as error:  # torch and pickle raise many kinds here; all mean "not a checkpoint of ours"
+        raise CheckpointError(f"{path} is not a checkpoint this code can load safely: {error}") from None
 
 
 def _rng_state() -> dict[str, Any]:
-    state = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
+    # NumPy's state as plain values and a tensor: weights_only loading accepts no NumPy array.
+    kind, keys, pos, has_gauss, cached = np.random.get_state()
+    state = {
+        "python": random.getstate(),
+        "numpy": [kind, torch.from_numpy(keys.astype(np.int64)), pos, has_gauss, cached],
+        "torch": torch.get_rng_state(),
+    }
     if torch.cuda.is_available():
         state["cuda"] = torch.cuda.get_rng_state_all()
     return state
@@ -209,7 +244,8 @@ def _rng_state() -> dict[str, Any]:
 
 def _set_rng_state(state: dict[str, Any]) -> None:
     random.setstate(state["python"])
-    np.random.set_state(state["numpy"])
+    kind, keys, pos, has_gauss, cached = state["numpy"]
+    np.random.set_state((kind, keys.numpy().astype(np.uint32), pos, has_gauss, cached))
     torch.set_rng_state(state["torch"])
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
@@ -394,7 +430,7 @@ class Trainer:
         )
 
     def _load_last(self) -> None:
-        checkpoint = torch.load(self.last_path, map_location=self.device, weights_only=False)
+        checkpoint = load_checkpoint(self.last_path, self.device)
         changed = {
             key
             for key in set(checkpoint["run_config"]) | set(self.run_config)
@@ -615,7 +651,7 @@ class Trainer:
                 self._end_epoch(started)
         if state["best_epoch"] == 0:
             raise RuntimeError("training ended without a single validated epoch")
-        self.model.load_state_dict(torch.load(self.best_path, map_location=self.device, weights_only=True))
+        self.model.load_state_dict(load_checkpoint(self.best_path, self.device))
         best = state["history"][state["best_epoch"] - 1]
         return FitResult(
             best_epoch=state["best_epoch"],

@@ -12,7 +12,14 @@ import torch
 from textvae.bow import BowCorpus
 from textvae.data import Batches
 from textvae.nvdm_model import NVDM, NVDMConfig
-from textvae.training import CheckpointError, NonFiniteLossError, TrainConfig, Trainer, seed_everything
+from textvae.training import (
+    CheckpointError,
+    NonFiniteLossError,
+    TrainConfig,
+    Trainer,
+    load_checkpoint,
+    seed_everything,
+)
 from textvae.vae import ELBOTerms
 
 MODEL = NVDMConfig(latent_dim=4, hidden=32)
@@ -103,7 +110,7 @@ def test_ctrl_c_checkpoints_and_resume_continues_exactly(tiny_corpora, tmp_path:
     with pytest.raises(KeyboardInterrupt):
         interrupted.fit()
     # The interrupted step was completed, then saved.
-    saved = torch.load(tmp_path / "run" / "last.pt", weights_only=False)["trainer"]
+    saved = load_checkpoint(tmp_path / "run" / "last.pt", torch.device("cpu"))["trainer"]
     assert saved["global_step"] == interrupt_at
     assert signal.getsignal(signal.SIGINT) is before  # handler restored
 
@@ -156,7 +163,7 @@ def test_nan_loss_stops_cleanly_and_keeps_the_last_good_checkpoint(tiny_corpora,
     trainer = _trainer(tiny_corpora, tmp_path, model_cls=_PoisonedNVDM, poison_at=9)  # epoch 2, step 3
     with pytest.raises(NonFiniteLossError, match=r"became nan at epoch 2, step 3 .*--lr"):
         trainer.fit()
-    checkpoint = torch.load(tmp_path / "last.pt", weights_only=False)
+    checkpoint = load_checkpoint(tmp_path / "last.pt", torch.device("cpu"))
     assert checkpoint["trainer"]["epoch"] == 1
     assert all(bool(torch.isfinite(v).all()) for v in checkpoint["model"].values() if v.is_floating_point())
     assert len((tmp_path / "metrics.jsonl").read_text().splitlines()) == 1
@@ -166,3 +173,41 @@ def test_kl_warmup_weight(tiny_corpora, tmp_path: Path) -> None:
     trainer = _trainer(tiny_corpora, tmp_path, replace(TRAIN, max_epochs=1, kl_warmup_steps=12))
     result = trainer.fit()
     assert result.history[0]["kl_weight"] == pytest.approx(6 / 12)  # 6 steps done of 12
+
+
+class _RunsCode:
+    """A pickle payload that would run code when unpickled without weights_only."""
+
+    def __reduce__(self) -> tuple[object, tuple[str]]:
+        return (exec, ("import pathlib; pathlib.Path('PWNED').write_text('ran')",))
+
+
+@pytest.mark.parametrize("damage", ["flip", "truncate", "empty", "no-checksum", "crafted"])
+def test_a_damaged_or_crafted_checkpoint_is_refused_by_name(
+    tiny_corpora, tmp_path: Path, damage: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Checkpoints carry a SHA-256 beside them and load with weights_only=True: a damaged one is refused by
+    name (it used to load silently with changed weights, or fail with a raw pickle error), and a crafted one
+    cannot run code even with a matching checksum."""
+    import hashlib
+
+    run = tmp_path / "run"
+    _trainer(tiny_corpora, run, replace(TRAIN, max_epochs=1)).fit()
+    last, checksum = run / "last.pt", run / "last.pt.sha256"
+    data = last.read_bytes()
+    if damage == "flip":
+        middle = len(data) // 2
+        last.write_bytes(data[:middle] + bytes([data[middle] ^ 0xFF]) + data[middle + 1 :])
+    elif damage == "truncate":
+        last.write_bytes(data[: len(data) // 3])
+    elif damage == "empty":
+        last.write_bytes(b"")
+    elif damage == "no-checksum":
+        checksum.unlink()
+    else:
+        torch.save({"model": _RunsCode()}, last)
+        checksum.write_text(hashlib.sha256(last.read_bytes()).hexdigest() + "\n")
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(CheckpointError, match="last.pt"):
+        _trainer(tiny_corpora, run, replace(TRAIN, max_epochs=2)).fit(resume=True)
+    assert not (tmp_path / "PWNED").exists()
