@@ -369,7 +369,7 @@ def main(parser: argparse.ArgumentParser, argv: Sequence[str] | None = None) -> 
     except KeyboardInterrupt:
         print("interrupted: run the same command with --resume to continue", file=sys.stderr)
         return 130
-    except (NonFiniteLossError, CheckpointError, DataFormatError, FileNotFoundError) as error:
+    except (NonFiniteLossError, CheckpointError, DataFormatError, FileNotFoundError, cfg.ConfigError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
     return 0

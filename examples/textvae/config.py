@@ -23,11 +23,34 @@ import dataclasses
 import re
 import types
 import typing
+from collections.abc import Callable
 from typing import Any, TypeVar
 
-__all__ = ["to_flat", "from_flat", "changed_settings", "add_flags", "from_args", "describe"]
+__all__ = [
+    "ConfigError",
+    "check_settings",
+    "to_flat",
+    "from_flat",
+    "changed_settings",
+    "add_flags",
+    "from_args",
+    "describe",
+]
 
 C = TypeVar("C")
+
+
+class ConfigError(ValueError):
+    """A setting outside its range; the message names the setting's flag."""
+
+
+def check_settings(section: Any, **rules: tuple[Callable[[Any], bool], str]) -> None:
+    """Raise :class:`ConfigError` for the first setting of ``section`` that breaks its rule,
+    ``name=(predicate, "what it must be")``, so that a bad flag stops a command before any work."""
+    for name, (valid, must_be) in rules.items():
+        value = getattr(section, name)
+        if not valid(value):
+            raise ConfigError(f"--{name.replace('_', '-')} must be {must_be}, got {value!r}")
 
 
 def _sections(cls: type) -> list[tuple[str, type]]:

@@ -47,6 +47,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from .config import check_settings
 from .data import move_to_device
 from .vae import TextVAE
 
@@ -83,6 +84,15 @@ class EvalConfig:
     iw_samples: int = 100
     iw_chunk: int = 50
     au_threshold: float = 0.01
+
+    def __post_init__(self) -> None:
+        check_settings(
+            self,
+            eval_samples=(lambda v: v >= 1, ">= 1"),
+            iw_samples=(lambda v: v >= 0, ">= 0 (0 skips the importance-weighted bound)"),
+            iw_chunk=(lambda v: v >= 1, ">= 1"),
+            au_threshold=(lambda v: 0 <= v < math.inf, ">= 0"),
+        )
 
 
 def perplexity(nats_per_token: float) -> float:

@@ -49,6 +49,7 @@ import torch
 import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
 
+from .config import check_settings
 from .data import Batches, derive_seed, move_to_device
 from .evaluation import elbo_terms, perplexities, perplexity
 from .vae import TextVAE
@@ -132,6 +133,22 @@ class TrainConfig:
     checkpoint_every: int = 0
     progress: bool = True
     amp: bool = False
+
+    def __post_init__(self) -> None:
+        check_settings(
+            self,
+            lr=(lambda v: 0 < v < math.inf, "a positive number"),
+            batch_size=(lambda v: v >= 1, ">= 1"),
+            max_epochs=(lambda v: v >= 1, ">= 1"),
+            patience=(lambda v: v >= 1, ">= 1"),
+            lr_decay=(lambda v: 1 <= v < math.inf, ">= 1 (the learning rate is divided by it; 1 disables it)"),
+            clip_grad=(lambda v: 0 <= v < math.inf, ">= 0 (0 disables it)"),
+            kl_warmup_steps=(lambda v: v >= 0, ">= 0"),
+            train_samples=(lambda v: v >= 1, ">= 1"),
+            valid_samples=(lambda v: v >= 1, ">= 1"),
+            threads=(lambda v: v >= 0, ">= 0 (0 keeps torch's default)"),
+            checkpoint_every=(lambda v: v >= 0, ">= 0"),
+        )
 
 
 class NonFiniteLossError(RuntimeError):

@@ -234,3 +234,18 @@ def test_a_diverging_run_stops_with_one_error_line(tmp_path: Path, capsys: pytes
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("error: ") and "diverged" in err[0] and "--lr" in err[0]
     assert not (tmp_path / "result.json").exists()
+
+
+@pytest.mark.parametrize(
+    "flag, value",
+    [("--eval-samples", "0"), ("--iw-chunk", "0"), ("--lr-decay", "0"), ("--lr", "-1"), ("--batch-size", "0")],
+)
+def test_a_bad_setting_is_refused_before_any_work(
+    tmp_path: Path, capsys: pytest.CaptureFixture, flag: str, value: str
+) -> None:
+    """--eval-samples 0 used to exit 0 with NaN in result.json, --iw-chunk 0 to fail after training and
+    --lr-decay 0 to divide by zero: each is one error line naming the flag, and nothing is written."""
+    assert nvdm.main(["train", "--run-dir", str(tmp_path / "run"), *SMALL, flag, value]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [err[0]] and err[0].startswith(f"error: {flag} must be ")
+    assert not (tmp_path / "run").exists()
