@@ -24,7 +24,7 @@ def _parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--out", type=str, default=None, help="output folder (default: $OUT, else ./device_out)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--skip-tests", action="store_true", help="leave out step 2 (the test suite)")
-    parser.add_argument("--tests-timeout-s", type=float, default=None, help="default 270 (dry run 120)")
+    parser.add_argument("--tests-timeout-s", type=float, default=None, help="default 240 (dry run 120)")
     parser.add_argument("--sampler-budget-s", type=float, default=None, help="default 150 (dry run 30)")
     return parser.parse_args(argv)
 
@@ -150,12 +150,15 @@ def run_tests(out: Path, dry_run: bool, timeout_s: float) -> list[dict[str, Any]
     return runs
 
 
+_DIRTY = {True: " (uncommitted changes)", False: "", None: " (no git checkout: commit from $PACK_COMMIT)"}
+
+
 def _markdown(doc: dict[str, Any]) -> str:
     lines = [
         "# Device pack" + (" (dry run)" if doc["dry_run"] else ""),
         "",
         f"- command: `{doc['command']}`",
-        f"- commit: {doc['commit']}{' (uncommitted changes)' if doc['dirty'] else ''}",
+        f"- commit: {doc['commit']}{_DIRTY[doc['dirty']]}",
         f"- date (UTC): {doc['date_utc']}; wall time {doc['wall_s']:.1f} s",
         "",
         "## 1. Environment",
@@ -202,18 +205,19 @@ def main(args: argparse.Namespace) -> int:
         return 2
     device = "cpu" if args.dry_run else "cuda"
     torch.set_num_threads(min(torch.get_num_threads(), 2) if args.dry_run else torch.get_num_threads())
-    commit = _git(REPOSITORY, "rev-parse", "HEAD")
+    commit = _git(REPOSITORY, "rev-parse", "HEAD")  # "unknown" where the tree came without .git
+    changes = _git(REPOSITORY, "status", "--porcelain", "--untracked-files=no")
     doc: dict[str, Any] = {
         "command": " ".join(["bash benchmarks/device/check.sh", *sys.argv[1:]]).replace(str(out), _portable_out(out)),
         "commit": os.environ.get("PACK_COMMIT", commit) if commit == "unknown" else commit,
-        "dirty": _git(REPOSITORY, "status", "--porcelain", "--untracked-files=no") not in ("", "unknown"),
+        "dirty": None if changes == "unknown" else changes != "",
         "date_utc": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "dry_run": args.dry_run,
         "device": env.get("gpu", "cpu"),
         "environment": env,
     }
     print("step 2: CUDA tests", flush=True)
-    timeout = args.tests_timeout_s or (120.0 if args.dry_run else 270.0)
+    timeout = args.tests_timeout_s or (120.0 if args.dry_run else 240.0)
     doc["tests"] = [] if args.skip_tests else run_tests(out, args.dry_run, timeout)
     print("step 3: sampler", flush=True)
     budget = args.sampler_budget_s or (30.0 if args.dry_run else 150.0)

@@ -139,16 +139,18 @@ def _check(n: int, p: int, kappa: float, device: str, dry_run: bool, seed: int, 
     if not sync_check:
         out["host_sync"] = "not applicable (no CUDA device)"
         return out
+    dist = VonMisesFisher(loc, kap, validate_args=False)  # built outside: only sample() is checked
     torch.cuda.synchronize()
-    torch.cuda.set_sync_debug_mode("error")
-    try:
-        _draw(loc, kap, "kernel", dry_run)
-        out["host_sync"] = "none"
-    except RuntimeError as exc:
-        out["host_sync"] = f"synchronised: {exc}"[:300]
-    finally:
-        torch.cuda.set_sync_debug_mode(0)
-        torch.cuda.synchronize()
+    with _backend("kernel", dry_run), torch.no_grad():
+        torch.cuda.set_sync_debug_mode("error")
+        try:
+            dist.sample()
+            out["host_sync"] = "none"
+        except RuntimeError as exc:
+            out["host_sync"] = f"synchronised: {exc}"[:300]
+        finally:
+            torch.cuda.set_sync_debug_mode(0)
+    torch.cuda.synchronize()
     return out
 
 
