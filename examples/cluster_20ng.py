@@ -39,7 +39,7 @@ from textvae.clustering import fit_movmf, spherical_kmeans, summarize, tfidf
 from textvae.data import Batches, DataFormatError
 from textvae.evaluation import encode
 from textvae.nvdm_model import NVDM
-from textvae.results import markdown_table
+from textvae.results import markdown_table, portable_path
 from textvae.training import RESUMABLE_CHANGES, CheckpointError, NonFiniteLossError, load_checkpoint
 
 DEFAULT_PRESETS = ("v-nvdm-50", "g-nvdm-50")
@@ -177,7 +177,8 @@ def _cluster_models(args: argparse.Namespace) -> tuple[list[dict[str, Any]], Bow
         if test is not None and corpus.labels != test.labels:
             raise ValueError(f"{run_dir} was trained on other data than {run_dirs[0]}: its test set differs")
         test = corpus
-        info = {"run_dir": str(run_dir), "model_test_ppl_corpus": (result.get("test") or {}).get("ppl_corpus")}
+        test_ppl = (result.get("test") or {}).get("ppl_corpus")
+        info = {"run_dir": portable_path(run_dir), "model_test_ppl_corpus": test_ppl}
         name = result["label"] if result["label"] not in embeddings else f"{result['label']} ({run_dir})"
         embeddings[name] = (encode(model, Batches(corpus, nvdm.EVAL_BATCH, shuffle=False)), info)
     if test is None:

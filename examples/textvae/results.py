@@ -18,7 +18,7 @@ from typing import Any
 
 import torch
 
-__all__ = ["git_commit", "machine_info", "run_metadata", "write_json", "markdown_table", "plot_lines"]
+__all__ = ["portable_path", "git_commit", "machine_info", "run_metadata", "write_json", "markdown_table", "plot_lines"]
 
 
 def git_commit(path: str | Path = ".") -> str:
@@ -64,21 +64,34 @@ def machine_info(device: torch.device | None = None) -> dict[str, Any]:
     return info
 
 
+#: The repository the examples belong to (examples/textvae/results.py -> the root).
+REPOSITORY = Path(__file__).resolve().parents[2]
+
+
+def portable_path(path: str | Path) -> str:
+    """``path`` relative to the repository when it is inside it; otherwise only its last two parts after
+    ``<outside>/``: results must not carry a machine's absolute paths."""
+    resolved = Path(path).resolve()
+    if resolved.is_relative_to(REPOSITORY):
+        return resolved.relative_to(REPOSITORY).as_posix() or "."
+    return "<outside>/" + "/".join(resolved.parts[-2:])
+
+
 def _package_info() -> dict[str, str]:
     """Version, location and commit of the spherical_dists actually imported: an editable install can run
     the code of another checkout than the examples'."""
     import spherical_dists
 
     location = Path(spherical_dists.__file__).resolve().parent
-    return {"version": spherical_dists.__version__, "path": str(location), "commit": git_commit(location)}
+    return {"version": spherical_dists.__version__, "path": portable_path(location), "commit": git_commit(location)}
 
 
 def run_metadata(device: torch.device | None = None, repo: str | Path | None = None) -> dict[str, Any]:
-    """The command line (as typed, relative to the working directory), commit, machine, the spherical_dists
+    """The command line (as typed; absolute paths in it made portable), commit, machine, the spherical_dists
     in use, and the start time."""
     repo = repo if repo is not None else Path(__file__).resolve().parent
     return {
-        "command": " ".join(["python", *sys.argv]),
+        "command": " ".join(["python", *(portable_path(a) if os.path.isabs(a) else a for a in sys.argv)]),
         "commit": git_commit(repo),
         "spherical_dists": _package_info(),
         "machine": machine_info(device),
