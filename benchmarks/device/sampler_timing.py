@@ -90,6 +90,12 @@ def _draw(loc: torch.Tensor, kap: torch.Tensor, variant: str, force_kernel: bool
         return VonMisesFisher(loc, kap, validate_args=False).sample()
 
 
+def _repeat(fn: Callable[[], Any], times: int) -> None:
+    """``fn`` called ``times`` times back to back, each output freed before the next call."""
+    for _ in range(times):
+        fn()
+
+
 def _time_variants(fns: dict[str, Callable[[], Any]], timer: Timer, repeats: int) -> dict[str, float]:
     """Median seconds per call of each function: warm-up, burst size, then interleaved bursts."""
     bursts = {}
@@ -100,7 +106,7 @@ def _time_variants(fns: dict[str, Callable[[], Any]], timer: Timer, repeats: int
     times: dict[str, list[float]] = {name: [] for name in fns}
     for _ in range(repeats):
         for name, fn in fns.items():
-            seconds, _ = timer(lambda fn=fn, b=bursts[name]: [fn() for _ in range(b)])
+            seconds, _ = timer(lambda fn=fn, b=bursts[name]: _repeat(fn, b))
             times[name].append(seconds / bursts[name])
     return {name: float(np.median(t)) for name, t in times.items()}
 
