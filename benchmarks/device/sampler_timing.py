@@ -245,7 +245,7 @@ def markdown(result: dict[str, Any]) -> list[str]:
     ]
     for r in result["points"]:
         lines.append(
-            f"| {r['n']:.0e} | {r['p']} | {r['kappa']:g} | {r['dtype']} | {f(r, 'kernel_samples_per_s', '.3e')} "
+            f"| {r['n']:g} | {r['p']} | {r['kappa']:g} | {r['dtype']} | {f(r, 'kernel_samples_per_s', '.3e')} "
             f"| {f(r, 'torch_samples_per_s', '.3e')} | {f(r, 'kernel_gb_per_s', '.1f')} "
             f"| {f(r, 'copy_gb_per_s', '.1f')} | {f(r, 'kernel_time_over_copy', '.2f')} "
             f"| {f(r, 'kernel_speedup_over_torch', '.2f')} | {r.get('note', '') if r['status'] != 'ok' else ''} |"
@@ -254,10 +254,10 @@ def markdown(result: dict[str, Any]) -> list[str]:
     lines.append("| ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- | --- |")
     for c in result["checks"]:
         if "error" in c:
-            lines.append(f"| {c['n']:.0e} | {c['p']} | {c['kappa']:g} | error: {c['error']} | | | | | |")
+            lines.append(f"| {c['n']:g} | {c['p']} | {c['kappa']:g} | error: {c['error']} | | | | | |")
             continue
         lines.append(
-            f"| {c['n']:.0e} | {c['p']} | {c['kappa']:g} | {c['rows_checked']} | {c['mean_w']:.6f} "
+            f"| {c['n']:g} | {c['p']} | {c['kappa']:g} | {c['rows_checked']} | {c['mean_w']:.6f} "
             f"| {c['expected_mean_w']:.6f} | {c['z_score']:+.2f} | {c['unbiased']} | {c['host_sync']} |"
         )
     if result["targets"]:
