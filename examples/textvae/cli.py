@@ -167,7 +167,7 @@ def run_one(
     if test:
         log(f"{label}: best epoch {fit.best_epoch} of {fit.epochs} ({fit.stop_reason}); evaluating on test")
         started = time.perf_counter()
-        result["test"] = evaluate(setup.model, setup.test, experiment.eval, log)
+        result["test"] = evaluate(setup.model, setup.test, experiment.eval, log, experiment.train.progress)
         result["eval_seconds"] = time.perf_counter() - started
         log(pipeline.summary(result))
     write_json(result_path, result)

@@ -49,6 +49,7 @@ from torch import Tensor
 
 from .config import check_settings
 from .data import move_to_device
+from .progress import track
 from .vae import TextVAE
 
 __all__ = [
@@ -253,6 +254,7 @@ def evaluate(
     batches: Callable[[], Iterable[Any]],
     config: EvalConfig,
     log: Callable[[str], None] = print,
+    progress: bool = False,
 ) -> dict[str, Any]:
     """The full evaluation: ELBO perplexities, IW perplexities, mean KL and reconstruction, active units.
 
@@ -262,6 +264,8 @@ def evaluate(
         A callable returning a fresh iterable of batches (the data are traversed several times).
     log
         Where progress lines go.
+    progress
+        Show a bar over the batches of each pass (the ELBO, the IW bound).
 
     Returns
     -------
@@ -272,7 +276,7 @@ def evaluate(
         ``n_tokens``, and the latent's
         statistics (``kappa``, the mean concentration, for a vMF latent).
     """
-    terms = elbo_terms(model, batches(), config.eval_samples)
+    terms = elbo_terms(model, track(batches(), "test ELBO", progress), config.eval_samples)
     bound = terms["recon"] + terms["kl"]
     ppl = perplexities(bound, terms["n_tokens"])
     result: dict[str, Any] = {
@@ -286,7 +290,7 @@ def evaluate(
     }
     if config.iw_samples > 0:
         log(f"importance-weighted bound with K={config.iw_samples} samples...")
-        iw = iw_nll(model, batches(), config.iw_samples, config.iw_chunk)
+        iw = iw_nll(model, track(batches(), "test IW bound", progress), config.iw_samples, config.iw_chunk)
         iw_ppl = perplexities(iw, terms["n_tokens"])
         result.update(iw_ppl_corpus=iw_ppl["corpus"], iw_ppl_per_doc=iw_ppl["per_doc"], iw_nll=float(iw.mean()))
     result["mi"] = mutual_information(model, batches())

@@ -52,6 +52,7 @@ from torch.nn.parallel import DistributedDataParallel
 from .config import check_settings
 from .data import Batches, derive_seed, move_to_device
 from .evaluation import elbo_terms, perplexities, perplexity
+from .progress import Progress
 from .vae import TextVAE
 
 __all__ = [
@@ -304,29 +305,6 @@ class _GracefulInterrupt:
         finally:
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
-
-
-class _Progress:
-    """A tqdm bar when tqdm is installed and enabled; otherwise nothing (the epoch summary line remains)."""
-
-    def __init__(self, enabled: bool, total: int, initial: int, desc: str) -> None:
-        self.bar = None
-        if enabled:
-            try:
-                from tqdm.auto import tqdm
-            except ImportError:
-                return
-            self.bar = tqdm(total=total, initial=initial, desc=desc, leave=False, dynamic_ncols=True)
-
-    def update(self, **postfix: float) -> None:
-        if self.bar is not None:
-            self.bar.update(1)
-            if self.bar.n % 10 == 0 or self.bar.n == self.bar.total:  # formatting every step costs time
-                self.bar.set_postfix({k: f"{v:.4g}" for k, v in postfix.items()}, refresh=False)
-
-    def close(self) -> None:
-        if self.bar is not None:
-            self.bar.close()
 
 
 class Trainer:
@@ -642,7 +620,7 @@ class Trainer:
             while state["stop_reason"] is None:
                 self.model.train()
                 started = (time.perf_counter(), time.process_time())
-                progress = _Progress(
+                progress = Progress(
                     config.progress and self.rank == 0,
                     len(self.train_batches),
                     state["step_in_epoch"],

@@ -112,6 +112,20 @@ def test_evaluate_reports_every_metric_consistently() -> None:
     assert (result["n_examples"], result["n_tokens"], result["active_units"]) == (4, 4, 2)
 
 
+def test_evaluation_shows_progress_and_keeps_its_numbers(capsys: pytest.CaptureFixture) -> None:
+    """The test evaluation (about a minute for the quick start) shows a bar over each pass; with or
+    without it the numbers are the same."""
+    pytest.importorskip("tqdm")
+    config = EvalConfig(eval_samples=5, iw_samples=8, iw_chunk=3)
+    results = []
+    for progress in (False, True):
+        torch.manual_seed(0)
+        results.append(evaluate(LinearGaussian(), lambda: [X[:2], X[2:]], config, lambda s: None, progress))
+    err = capsys.readouterr().err
+    assert "test ELBO:" in err and "test IW bound:" in err and "/2 " in err  # two batches per pass
+    assert results[0] == results[1]
+
+
 def test_evaluation_restores_training_mode() -> None:
     model = LinearGaussian()
     model.train()
