@@ -38,6 +38,8 @@ import json  # noqa: E402
 import platform  # noqa: E402
 import subprocess  # noqa: E402
 import time  # noqa: E402
+import traceback  # noqa: E402
+from collections.abc import Callable  # noqa: E402
 from datetime import datetime, timezone  # noqa: E402
 from pathlib import Path  # noqa: E402
 from typing import Any  # noqa: E402
@@ -150,6 +152,22 @@ def run_tests(out: Path, dry_run: bool, timeout_s: float) -> list[dict[str, Any]
     return runs
 
 
+def _step(fn: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+    """One step's result, or its error: a broken step must not cost the summary of the others."""
+    try:
+        return fn()
+    except Exception:
+        text = traceback.format_exc()
+        print(text, file=sys.stderr)
+        return {"error": text.strip().splitlines()[-1][:500], "traceback": text}
+
+
+def _section(result: dict[str, Any], lines: Callable[[dict[str, Any]], list[str]]) -> list[str]:
+    if "error" in result:
+        return [f"**The step failed**: `{result['error']}` (traceback in the JSON)."]
+    return lines(result)
+
+
 _DIRTY = {True: " (uncommitted changes)", False: "", None: " (no git checkout: commit from $PACK_COMMIT)"}
 
 
@@ -172,23 +190,25 @@ def _markdown(doc: dict[str, Any]) -> str:
         lines.append("Not run (--skip-tests).")
     for t in doc["tests"]:
         lines.append(f"- {t['name']}: **{t['status']}** {t.get('summary', t.get('note', ''))} (`{t['command']}`)")
-    lines += ["", "## 3. Sampler", "", *sampler_timing.markdown(doc["sampler"])]
-    lines += ["", "## 4. Special functions", "", *special_timing.markdown(doc["special"])]
+    lines += ["", "## 3. Sampler", "", *_section(doc["sampler"], sampler_timing.markdown)]
+    lines += ["", "## 4. Special functions", "", *_section(doc["special"], special_timing.markdown)]
     lines += ["", "## 5. Sentence VAE training steps", "", doc["training"], "", "## Verdict", ""]
     lines += [f"- {k}: {v}" for k, v in doc["verdict"].items()]
     return "\n".join(lines) + "\n"
 
 
-def _verdict(doc: dict[str, Any]) -> dict[str, Any]:
-    sampler = doc["sampler"]
+def _verdict(doc: dict[str, Any]) -> dict[str, bool | None]:
+    """Each claim: True (checked, holds), False (checked, fails) or None (not checked here)."""
+    sampler, special = doc["sampler"], doc["special"]
+    checks = sampler.get("checks", [])
+    targets = sampler.get("targets", [])
     return {
         "tests_passed": all(t["status"] == "passed" for t in doc["tests"]) if doc["tests"] else None,
-        "sampler_unbiased": all(c.get("unbiased", False) for c in sampler["checks"]) if sampler["checks"] else None,
-        "no_host_sync": all(c.get("host_sync") == "none" for c in sampler["checks"])
-        if sampler["checks"] and not doc["dry_run"]
-        else None,
-        "sampler_targets_met": all(t["met"] for t in sampler["targets"]) if sampler["targets"] else None,
-        "special_within_1e-13": doc["special"]["accuracy"]["met"],
+        "sampler_ran": "error" not in sampler,
+        "sampler_unbiased": all(c.get("unbiased", False) for c in checks) if checks else None,
+        "no_host_sync": all(c.get("host_sync") == "none" for c in checks) if checks and not doc["dry_run"] else None,
+        "sampler_targets_met": all(t["met"] for t in targets) if targets else None,
+        "special_within_1e-13": special["accuracy"]["met"] if "error" not in special else False,
     }
 
 
@@ -221,9 +241,9 @@ def main(args: argparse.Namespace) -> int:
     doc["tests"] = [] if args.skip_tests else run_tests(out, args.dry_run, timeout)
     print("step 3: sampler", flush=True)
     budget = args.sampler_budget_s or (30.0 if args.dry_run else 150.0)
-    doc["sampler"] = sampler_timing.run(device, args.dry_run, args.seed, budget)
+    doc["sampler"] = _step(lambda: sampler_timing.run(device, args.dry_run, args.seed, budget))
     print("step 4: special functions", flush=True)
-    doc["special"] = special_timing.run(device, args.dry_run, args.seed)
+    doc["special"] = _step(lambda: special_timing.run(device, args.dry_run, args.seed))
     doc["training"] = "not included: the sentence VAE's steps need changes under examples/ (issue 19, item 5)"
     doc["verdict"] = _verdict(doc)
     doc["wall_s"] = time.perf_counter() - started
@@ -231,7 +251,10 @@ def main(args: argparse.Namespace) -> int:
     (out / MARKDOWN_NAME).write_text(_markdown(doc))
     print(_markdown(doc))
     print(f"wrote {JSON_NAME} and {MARKDOWN_NAME} into {out} in {doc['wall_s']:.1f} s")
-    return 0
+    failed = [k for k, v in doc["verdict"].items() if v is False]
+    if failed:
+        print(f"FAILED: {', '.join(failed)} (see the summary)", file=sys.stderr)
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":
