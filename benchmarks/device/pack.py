@@ -55,15 +55,22 @@ from bench_sampler import _git  # noqa: E402
 
 REPOSITORY = Path(__file__).resolve().parents[2]
 JSON_NAME, MARKDOWN_NAME = "device_pack.json", "device_pack.md"
+# Files whose tests run on every device of conftest.DEVICES (or have CUDA-only cases).
+CUDA_CASE_FILES = [
+    "tests/test_special.py",
+    "tests/test_mixture.py",
+    "tests/test_vmf_sampling.py",
+    "tests/test_power_spherical.py",
+]
 # Step 2: the CUDA tests. Whole files, then the CUDA cases of files that test both devices.
 TEST_RUNS: dict[str, list[str]] = {
     "cuda": ["tests/test_cuda.py", "tests/test_triton_kernel.py"],
-    "cuda_cases": ["tests/test_special.py", "tests/test_mixture.py", "-k", "cuda"],
+    "cuda_cases": [*CUDA_CASE_FILES, "-k", "cuda"],
 }
 # A dry run runs the same commands on the fast tier (the kernel's tests through the interpreter).
 DRY_TEST_RUNS: dict[str, list[str]] = {
     "cuda": ["tests/test_cuda.py", "tests/test_triton_kernel.py", "-m", "not slow", "-k", "not law"],
-    "cuda_cases": ["tests/test_special.py", "tests/test_mixture.py", "-k", "cuda"],
+    "cuda_cases": [*CUDA_CASE_FILES, "-k", "cuda"],
 }
 
 
