@@ -192,6 +192,28 @@ def test_paper_numbers_only_beside_the_same_configuration(flags: list[str], pape
     assert nvdm.paper_number(result) == paper
 
 
+def test_a_truncated_budget_hides_the_paper_column_and_points_to_the_full_run() -> None:
+    """The quick start trains 25 epochs: its table used to sit beside the paper's numbers with no word that
+    the budget was cut short (the vMF model's best epoch was its last)."""
+    args = nvdm.build_parser().parse_args(["compare"])
+    quick = nvdm._experiment(args, "v-nvdm-25", nvdm.QUICK_BUDGET)
+    result = {
+        "label": "v-NVDM d=25 kappa=100",
+        "config": nvdm.cfg.to_flat(quick),
+        "data": {"name": "20ng"},
+        "stop_reason": "max epochs",
+        "best_epoch": 25,
+        "epochs": 25,
+    }
+    assert nvdm.paper_number(result) is None
+    note = nvdm.budget_note([result])
+    assert "stopped at 25 epochs" in note and "25 of 25" in note and "table2.md" in note and "paper 793" in note
+    assert nvdm.paper_number({**result, "stop_reason": "early stopping"}) == 793
+    smoke = {**result, "stop_reason": "early stopping", "config": {**result["config"], "limit_docs": 400}}
+    assert nvdm.paper_number(smoke) is None
+    assert nvdm.budget_note([{**result, "stop_reason": "early stopping"}]) == ""
+
+
 def test_parallel_runs_start_with_the_longest_and_keep_the_table_order(monkeypatch: pytest.MonkeyPatch) -> None:
     """run_many hands the runs to its workers in decreasing expected cost and returns them in job order."""
     started: list[str] = []
