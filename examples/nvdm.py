@@ -88,6 +88,10 @@ PRESETS["v-nvdm-50-learned-kappa"] = {**PRESETS["v-nvdm-50"], "learn_kappa": Tru
 TABLE2_ROWS = ("g-nvdm-50", "g-nvdm-200", "v-nvdm-25", "v-nvdm-50", "v-nvdm-200")
 QUICK_ROWS = ("g-nvdm-50", "v-nvdm-25")  # the paper's headline pair
 QUICK_BUDGET = {"max_epochs": 25}  # the quick start's fixed budget, the same for both models
+# One thread per quick-start run unless --threads says otherwise: these small products gain little from a
+# second thread, and a second thread competing with other work on the machine doubles the wall time
+# (examples/README.md has the measurements).
+QUICK_THREADS = 1
 SWEEP_BASE = "v-nvdm-50"
 SWEEP_KAPPAS = (10.0, 20.0, 50.0, 100.0, 150.0, 200.0, 300.0)
 # Learning rates tried by `tune`, per latent. A first exploration (lr / 1.2 schedule) found 5e-3 far worse
@@ -246,7 +250,7 @@ def cmd_train(args: argparse.Namespace) -> None:
 
 def cmd_compare(args: argparse.Namespace) -> None:
     started = time.perf_counter()
-    jobs = [(name, _experiment(args, name, QUICK_BUDGET)) for name in QUICK_ROWS]
+    jobs = [(name, _experiment(args, name, {**QUICK_BUDGET, "threads": QUICK_THREADS})) for name in QUICK_ROWS]
     results = cli.run_many(PIPELINE, jobs, Path(args.run_dir or RUNS / "compare"), args.resume, args.jobs)
     print("\n" + test_table(results) + "\n\n" + budget_note(results) + "\n\n" + TABLE_NOTE)
     print(f"\nwall time {time.perf_counter() - started:.0f} s (this session)")
