@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import ctypes
 import json
 import multiprocessing
 import os
@@ -193,9 +194,19 @@ def _run_or_report(job: _Job) -> dict[str, Any]:
 _STOP: Any = None
 
 
-def _init_worker(stop: Any) -> None:
+_PR_SET_PDEATHSIG = 1  # from <sys/prctl.h>
+
+
+def _init_worker(stop: Any, parent: int) -> None:
     global _STOP
     _STOP = stop
+    # A worker must not outlive its command, even after kill -9 of it: Linux sends SIGTERM (a clean stop,
+    # checkpoint saved) when the parent dies. Where that is not available the run-directory lock still
+    # keeps a second command from training the same run at once.
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+    if os.getppid() != parent:  # the parent died before the request took effect
+        os.kill(os.getpid(), signal.SIGTERM)
 
 
 def _run_in_worker(job: _Job) -> dict[str, Any]:
@@ -259,7 +270,7 @@ def run_many(
     # spawn: a fresh interpreter per worker, never a fork of a process whose thread pools are running.
     context = multiprocessing.get_context("spawn")
     stop = context.Event()
-    with context.Pool(n_jobs, initializer=_init_worker, initargs=(stop,)) as pool:
+    with context.Pool(n_jobs, initializer=_init_worker, initargs=(stop, os.getpid())) as pool:
         pending = pool.map_async(_run_in_worker, [work[i] for i in order], chunksize=1)
         try:
             done = pending.get()

@@ -29,6 +29,7 @@ KL warm-up (Bowman et al. 2016). Around that:
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import io
 import json
@@ -247,6 +248,25 @@ def load_checkpoint(path: Path, device: torch.device) -> Any:
         raise CheckpointError(f"{path} is not a checkpoint this code can load safely: {error}") from None
 
 
+def _lock_run_dir(run_dir: Path) -> Any:
+    """An exclusive lock on ``run_dir/.lock`` for as long as the returned file stays open, which the
+    operating system releases when the process ends, however it ends: two processes never train one run
+    at once (an immediate --resume beside a still-running one would interleave their epochs)."""
+    lock = (run_dir / ".lock").open("a+")
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        lock.seek(0)
+        owner = lock.read().strip() or "another process"
+        lock.close()
+        raise CheckpointError(f"{run_dir} is in use by {owner}: wait for it to finish or stop it first") from None
+    lock.seek(0)
+    lock.truncate()
+    lock.write(f"process {os.getpid()}\n")
+    lock.flush()
+    return lock
+
+
 def _rng_state() -> dict[str, Any]:
     # NumPy's state as plain values and a tensor: weights_only loading accepts no NumPy array.
     kind, keys, pos, has_gauss, cached = np.random.get_state()
@@ -337,6 +357,7 @@ class Trainer:
         run_config: dict[str, Any] | None = None,
         log: Callable[[str], None] = print,
     ) -> None:
+        self._lock: Any = None  # the run directory's lock, held from fit() on (see _lock_run_dir)
         if config.optimizer not in ("adam", "sgd"):
             raise ValueError(f"unknown optimizer {config.optimizer!r}; choose adam or sgd")
         self.config = config
@@ -600,6 +621,8 @@ class Trainer:
             The loss became NaN or infinite.
         """
         self.run_dir.mkdir(parents=True, exist_ok=True)
+        if self.rank == 0:
+            self._lock = _lock_run_dir(self.run_dir)
         if resume and self.last_path.exists():
             self._load_last()
             self.log(f"resumed {self.last_path} at epoch {self.state['epoch'] + 1}, step {self.state['step_in_epoch']}")

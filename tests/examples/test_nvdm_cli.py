@@ -271,3 +271,41 @@ def test_a_bad_setting_is_refused_before_any_work(
     err = capsys.readouterr().err.strip().splitlines()
     assert err == [err[0]] and err[0].startswith(f"error: {flag} must be ")
     assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.slow
+def test_kill_9_of_the_command_leaves_no_worker_and_resume_trains_each_epoch_once(tmp_path: Path) -> None:
+    """kill -9 of a --jobs 2 command used to leave its workers training as orphans, and an immediate
+    --resume then trained the same runs twice at once. The workers now stop with their parent."""
+    endless = ["--max-epochs", "100000", "--patience", "100000"]
+    args = [sys.executable, nvdm.__file__, "compare", "--jobs", "2", "--run-dir", str(tmp_path), *SMALL, *endless]
+    process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    workers: list[int] = []
+    runs = [tmp_path / name for name in nvdm.QUICK_ROWS]
+    try:
+        deadline = time.monotonic() + 120
+        while not all((r / "metrics.jsonl").exists() and len(_metrics(r)) >= 1 for r in runs):
+            assert process.poll() is None and time.monotonic() < deadline
+            time.sleep(0.2)
+        workers = [p for p in _children(process.pid) if b"spawn_main" in Path(f"/proc/{p}/cmdline").read_bytes()]
+        assert len(workers) == 2
+        process.kill()
+        process.wait(timeout=10)
+        deadline = time.monotonic() + 60
+        while any(_alive(pid) for pid in workers):
+            assert time.monotonic() < deadline, "a worker outlived its command"
+            time.sleep(0.2)
+    finally:
+        for pid in [process.pid, *workers]:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+    target = max(len(_metrics(r)) for r in runs) + 1
+    resume = ["--resume", "--max-epochs", str(target), "--patience", "100000"]
+    assert nvdm.main(["compare", "--jobs", "2", "--run-dir", str(tmp_path), *SMALL, *resume]) == 0
+    for run in runs:
+        assert [m["epoch"] for m in _metrics(run)] == list(range(1, target + 1))
+
+
+def _alive(pid: int) -> bool:
+    status = Path(f"/proc/{pid}/status")
+    return status.exists() and "zombie" not in status.read_text()

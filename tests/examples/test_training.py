@@ -211,3 +211,19 @@ def test_a_damaged_or_crafted_checkpoint_is_refused_by_name(
     with pytest.raises(CheckpointError, match="last.pt"):
         _trainer(tiny_corpora, run, replace(TRAIN, max_epochs=2)).fit(resume=True)
     assert not (tmp_path / "PWNED").exists()
+
+
+def test_a_run_directory_in_use_is_refused(tiny_corpora, tmp_path: Path) -> None:
+    """Two processes never train one run at once: an immediate --resume beside a worker that was still
+    training wrote the same epochs twice into metrics.jsonl ([1, 2, 3, 3, 4, 4])."""
+    import fcntl
+
+    run = tmp_path / "run"
+    run.mkdir()
+    with (run / ".lock").open("a+") as held:
+        held.write("process 4242\n")
+        held.flush()
+        fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        with pytest.raises(CheckpointError, match=r"in use by process 4242"):
+            _trainer(tiny_corpora, run, replace(TRAIN, max_epochs=1)).fit()
+    _trainer(tiny_corpora, run, replace(TRAIN, max_epochs=1)).fit()  # released: it trains
