@@ -357,7 +357,7 @@ class Trainer:
         run_config: dict[str, Any] | None = None,
         log: Callable[[str], None] = print,
     ) -> None:
-        self._lock: Any = None  # the run directory's lock, held from fit() on (see _lock_run_dir)
+        self._lock: Any = None  # the run directory's lock, held during fit() (see _lock_run_dir)
         if config.optimizer not in ("adam", "sgd"):
             raise ValueError(f"unknown optimizer {config.optimizer!r}; choose adam or sgd")
         self.config = config
@@ -606,6 +606,7 @@ class Trainer:
 
     def fit(self, resume: bool = False) -> FitResult:
         """Train until early stopping or ``max_epochs``, then load the best weights into the model.
+        The run directory is locked meanwhile: another process training it is refused.
 
         Parameters
         ----------
@@ -620,9 +621,19 @@ class Trainer:
         NonFiniteLossError
             The loss became NaN or infinite.
         """
-        self.run_dir.mkdir(parents=True, exist_ok=True)
         if self.rank == 0:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
             self._lock = _lock_run_dir(self.run_dir)
+        try:
+            return self._fit(resume)
+        finally:
+            if self._lock is not None:
+                self._lock.close()  # closing the file releases the lock
+                self._lock = None
+
+    def _fit(self, resume: bool) -> FitResult:
+        """The body of :meth:`fit`."""
+        self.run_dir.mkdir(parents=True, exist_ok=True)
         if resume and self.last_path.exists():
             self._load_last()
             self.log(f"resumed {self.last_path} at epoch {self.state['epoch'] + 1}, step {self.state['step_in_epoch']}")
