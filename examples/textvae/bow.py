@@ -21,7 +21,7 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from .data import DataFormatError, find_data_file, holdout_split, open_text
+from .data import DataFormatError, find_data_file, holdout_split, read_lines
 
 __all__ = [
     "BowCorpus",
@@ -120,14 +120,13 @@ def read_vocab(path: str | Path) -> tuple[str, ...]:
         A blank line, or a count that is not an integer.
     """
     words = []
-    with open_text(path) as handle:
-        for line_number, line in enumerate(handle, start=1):
-            fields = line.split()
-            if not fields:
-                raise DataFormatError(path, line_number, "blank line in a vocabulary file")
-            if len(fields) > 2 or (len(fields) == 2 and not fields[1].isdigit()):
-                raise DataFormatError(path, line_number, f"expected 'word [count]', got {line.rstrip()!r}")
-            words.append(fields[0])
+    for line_number, line in read_lines(path):
+        fields = line.split()
+        if not fields:
+            raise DataFormatError(path, line_number, "blank line in a vocabulary file")
+        if len(fields) > 2 or (len(fields) == 2 and not fields[1].isdigit()):
+            raise DataFormatError(path, line_number, f"expected 'word [count]', got {line.rstrip()!r}")
+        words.append(fields[0])
     if not words:
         raise DataFormatError(path, None, "empty vocabulary file")
     return tuple(words)
@@ -166,24 +165,23 @@ def read_feat(path: str | Path, vocab_size: int) -> BowCorpus:
     """
     row_ptr, word_ids, counts, labels = [0], [], [], []
     empty = 0
-    with open_text(path) as handle:
-        for line_number, line in enumerate(handle, start=1):
-            fields = line.split()
-            if not fields:
-                raise DataFormatError(path, line_number, "blank line (expected 'LABEL id:count ...')")
-            if ":" in fields[0]:
-                raise DataFormatError(path, line_number, f"missing label: the line starts with {fields[0]!r}")
-            try:
-                ids, cnts = _parse_feat_line(fields[1:], vocab_size)
-            except ValueError as error:
-                raise DataFormatError(path, line_number, str(error)) from None
-            if not ids:
-                empty += 1
-                continue
-            word_ids.extend(ids)
-            counts.extend(cnts)
-            row_ptr.append(len(word_ids))
-            labels.append(fields[0])
+    for line_number, line in read_lines(path):
+        fields = line.split()
+        if not fields:
+            raise DataFormatError(path, line_number, "blank line (expected 'LABEL id:count ...')")
+        if ":" in fields[0]:
+            raise DataFormatError(path, line_number, f"missing label: the line starts with {fields[0]!r}")
+        try:
+            ids, cnts = _parse_feat_line(fields[1:], vocab_size)
+        except ValueError as error:
+            raise DataFormatError(path, line_number, str(error)) from None
+        if not ids:
+            empty += 1
+            continue
+        word_ids.extend(ids)
+        counts.extend(cnts)
+        row_ptr.append(len(word_ids))
+        labels.append(fields[0])
     if empty:
         warnings.warn(f"{path}: skipped {empty} empty document(s)", stacklevel=2)
     if not labels:

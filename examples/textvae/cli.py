@@ -108,7 +108,15 @@ def _finished(result_path: Path, experiment: Any, test: bool) -> dict[str, Any] 
     """The result in ``result_path`` if it is of the same configuration and as complete as asked."""
     if not result_path.exists():
         return None
-    previous = json.loads(result_path.read_text())
+    try:
+        previous = json.loads(result_path.read_text())
+        if not isinstance(previous, dict) or not {"config", "test"} <= previous.keys():
+            raise ValueError("not a result of this program")
+    except (OSError, ValueError) as error:  # UnicodeDecodeError and JSONDecodeError are ValueErrors
+        raise CheckpointError(
+            f"{result_path} is damaged ({type(error).__name__}: {error}); delete it to evaluate the run again "
+            "from its checkpoint"
+        ) from None
     # A larger max_epochs or patience continues the run from its checkpoint instead of reusing it.
     ignored = RESUMABLE_CHANGES - {"max_epochs", "patience"}
     same = not cfg.changed_settings(type(experiment), previous["config"], cfg.to_flat(experiment)) - ignored

@@ -8,7 +8,7 @@ turns a 1-D ``int64`` tensor of example indices into one batch (a tensor or anyt
 from __future__ import annotations
 
 import gzip
-import io
+import zlib
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Protocol
@@ -19,7 +19,6 @@ from torch import Tensor
 
 __all__ = [
     "DataFormatError",
-    "open_text",
     "read_lines",
     "find_data_file",
     "holdout_split",
@@ -42,26 +41,23 @@ class DataFormatError(ValueError):
         super().__init__(f"{where}: {reason}")
 
 
-def open_text(path: str | Path) -> io.TextIOBase:
-    """Open a UTF-8 text file for reading, decompressing it on the fly when its name ends in ``.gz``."""
-    path = Path(path)
-    if path.suffix == ".gz":
-        return io.TextIOWrapper(gzip.open(path, "rb"), encoding="utf-8")
-    return open(path, encoding="utf-8")  # noqa: SIM115 - the caller closes it
-
-
 def read_lines(path: str | Path) -> Iterator[tuple[int, str]]:
     """``(line_number, text)`` of every line of a UTF-8 file (gzipped when its name ends in ``.gz``), 1-based.
 
     Each line is decoded on its own, so that bytes that are not UTF-8 are reported with their line.
     """
     path = Path(path)
+    line_number = 0
     with gzip.open(path, "rb") if path.suffix == ".gz" else open(path, "rb") as handle:
-        for line_number, raw in enumerate(handle, 1):
-            try:
-                yield line_number, raw.decode("utf-8")
-            except UnicodeDecodeError as error:
-                raise DataFormatError(path, line_number, f"not UTF-8 text ({error.reason})") from None
+        try:
+            for line_number, raw in enumerate(handle, 1):
+                try:
+                    yield line_number, raw.decode("utf-8")
+                except UnicodeDecodeError as error:
+                    raise DataFormatError(path, line_number, f"not UTF-8 text ({error.reason})") from None
+        except (EOFError, gzip.BadGzipFile, zlib.error) as error:
+            reason = f"the gzip data is truncated or damaged ({error}); fetch or unpack the file again"
+            raise DataFormatError(path, line_number + 1, reason) from None
 
 
 def find_data_file(directory: str | Path, name: str) -> Path:

@@ -27,7 +27,9 @@ from typing import NamedTuple
 import torch
 from torch import Tensor
 
+from .config import ConfigError
 from .data import DataFormatError, find_data_file, read_lines
+from .results import portable_path
 
 __all__ = [
     "PAD",
@@ -221,18 +223,20 @@ def load_sentence_splits(config: SentenceDataConfig) -> SentenceSplits:
     """Read the three splits of ``config.data_dir`` (the embedded PTB when empty) in ``config.data_format``."""
     directory = Path(config.data_dir) if config.data_dir else EMBEDDED_PTB
     if not config.data_dir and config.data_format != "ptb":
-        raise ValueError("the embedded data set is PTB: give --data-dir for the yelp and yahoo formats")
-    raw = {
-        split: read_sentences(find_data_file(directory, f"{split}.txt"), config.data_format)
-        for split in ("train", "valid", "test")
-    }
+        raise ConfigError(f"--data-format {config.data_format} needs --data-dir: the embedded data set is PTB")
+    paths = {split: find_data_file(directory, f"{split}.txt") for split in ("train", "valid", "test")}
+    raw = {split: read_sentences(path, config.data_format) for split, path in paths.items()}
     limits = {
         "train": config.limit_sentences,
         "valid": config.limit_eval_sentences,
         "test": config.limit_eval_sentences,
     }
     kept = {split: _keep(*raw[split], config.min_words, limits[split]) for split in raw}
+    for split, (sentences, _) in kept.items():
+        if not sentences:
+            reason = f"no sentence has at least {config.min_words} words (--min-words); nothing is left to use"
+            raise DataFormatError(paths[split], None, reason)
     vocab = Vocabulary.build(kept["train"][0])
     corpora = (SentenceCorpus(kept[split][0], vocab, kept[split][1]) for split in ("train", "valid", "test"))
-    name = f"{config.data_format}:{directory.resolve()}" if config.data_dir else "ptb"
+    name = f"{config.data_format}:{portable_path(directory)}" if config.data_dir else "ptb"
     return SentenceSplits(name, vocab, *corpora)

@@ -161,3 +161,36 @@ def test_batches_cover_each_example_once_and_resume_mid_epoch() -> None:
     assert len(tail) == 2 and all(torch.equal(a, b) for a, b in zip(tail, epoch0[3:], strict=True))
     ordered = torch.cat(list(Batches(corpus, 5, shuffle=False).epoch(4)))
     assert torch.equal(ordered.sum(1), lengths.float())
+
+
+@pytest.mark.parametrize("gz", [False, True])
+def test_bytes_that_are_not_utf8_name_file_and_line(tmp_path: Path, gz: bool) -> None:
+    """A feature or vocabulary file with non-UTF-8 bytes used to fail with a bare UnicodeDecodeError."""
+    data = b"a 1\nb\xff 1\nc 1\n"
+    path = tmp_path / ("vocab.new.gz" if gz else "vocab.new")
+    path.write_bytes(gzip.compress(data) if gz else data)
+    with pytest.raises(DataFormatError, match=r"vocab\.new(\.gz)?, line 2: not UTF-8"):
+        read_vocab(path)
+
+
+def test_a_truncated_gzip_file_names_file_and_line(tmp_path: Path) -> None:
+    """A truncated .gz used to fail with a bare EOFError."""
+    gen = torch.Generator().manual_seed(0)
+    ids = torch.randint(1, 6, (4000,), generator=gen).tolist()
+    lines = "".join(f"1 {i}:{j % 7 + 1}\n" for j, i in enumerate(ids)).encode()
+    compressed = gzip.compress(lines)
+    path = tmp_path / "train.feat.gz"
+    path.write_bytes(compressed[: len(compressed) // 2])
+    with pytest.raises(DataFormatError, match=r"train\.feat\.gz, line \d+: the gzip data is truncated or damaged"):
+        read_feat(path, 5)
+
+
+def test_a_sentence_split_emptied_by_filtering_names_its_file(tmp_path: Path) -> None:
+    """--min-words above every sentence's length used to fail inside max() of an empty sequence."""
+    from textvae.sentences import SentenceDataConfig, load_sentence_splits
+
+    from .conftest import write_sentence_corpus
+
+    directory = write_sentence_corpus(tmp_path, sizes=(8, 4, 4))
+    with pytest.raises(DataFormatError, match=r"train\.txt(\.gz)?: no sentence has at least 1000 words"):
+        load_sentence_splits(SentenceDataConfig(data_dir=str(directory), min_words=1000))

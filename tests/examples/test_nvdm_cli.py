@@ -309,3 +309,14 @@ def test_kill_9_of_the_command_leaves_no_worker_and_resume_trains_each_epoch_onc
 def _alive(pid: int) -> bool:
     status = Path(f"/proc/{pid}/status")
     return status.exists() and "zombie" not in status.read_text()
+
+
+@pytest.mark.parametrize("content", ["", '{"config": {', "[1, 2]", "\udcff"])
+def test_a_damaged_result_file_is_reported_by_name(tmp_path: Path, capsys: pytest.CaptureFixture, content: str) -> None:
+    """An empty, truncated, foreign or non-UTF-8 result.json used to end in a raw JSON traceback."""
+    assert nvdm.main(["train", "--run-dir", str(tmp_path), *SMALL]) == 0
+    (tmp_path / "result.json").write_bytes(content.encode("utf-8", "surrogateescape"))
+    capsys.readouterr()
+    assert nvdm.main(["train", "--run-dir", str(tmp_path), "--resume", *SMALL]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith(f"error: {tmp_path / 'result.json'} is damaged")
