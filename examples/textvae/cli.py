@@ -391,4 +391,7 @@ def main(parser: argparse.ArgumentParser, argv: Sequence[str] | None = None) -> 
     except (NonFiniteLossError, CheckpointError, DataFormatError, FileNotFoundError, cfg.ConfigError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
+    except OSError as error:  # a result or log that cannot be written, a full disk
+        print(f"error: {error.filename or 'a file'}: {error.strerror or error}", file=sys.stderr)
+        return 1
     return 0

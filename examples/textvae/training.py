@@ -50,7 +50,7 @@ import torch
 import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
 
-from .config import check_settings
+from .config import ConfigError, check_settings
 from .data import Batches, derive_seed, move_to_device
 from .evaluation import elbo_terms, perplexities, perplexity
 from .progress import Progress
@@ -209,9 +209,12 @@ def select_device(name: str = "auto") -> torch.device:
             return torch.device("cpu")
         # one GPU per process under torchrun
         return torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
-    device = torch.device(name)
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise ConfigError(f"--device must be auto, cpu, cuda or cuda:N, got {name!r}") from None
     if device.type == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError(f"device {name!r} requested but CUDA is not available")
+        raise ConfigError(f"--device {name}: CUDA is not available on this machine (use --device cpu or auto)")
     return device
 
 
@@ -219,7 +222,11 @@ def _atomic_save(obj: Any, path: Path) -> None:
     """Write to a temporary file and rename it, so that a crash never leaves a truncated checkpoint, with
     its SHA-256 beside it (``path.sha256``), which :func:`load_checkpoint` checks before reading."""
     tmp = path.with_name(path.name + ".tmp")
-    torch.save(obj, tmp)
+    try:
+        torch.save(obj, tmp)
+    except (OSError, RuntimeError) as error:  # torch reports a failed write (a full disk) as a RuntimeError
+        tmp.unlink(missing_ok=True)
+        raise CheckpointError(f"cannot write {path}: {error}. Is the disk full? The previous one is intact.") from None
     digest = hashlib.sha256(tmp.read_bytes()).hexdigest()
     checksum = path.with_name(path.name + ".sha256")
     checksum_tmp = checksum.with_name(checksum.name + ".tmp")

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import nvdm
 import pytest
+import torch
 from textvae import cli
 from textvae import config as cfg
 
@@ -320,3 +321,28 @@ def test_a_damaged_result_file_is_reported_by_name(tmp_path: Path, capsys: pytes
     assert nvdm.main(["train", "--run-dir", str(tmp_path), "--resume", *SMALL]) == 1
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith(f"error: {tmp_path / 'result.json'} is damaged")
+
+
+@pytest.mark.parametrize("device", ["gpu7"] + ([] if torch.cuda.is_available() else ["cuda"]))
+def test_an_unusable_device_is_one_error_line(tmp_path: Path, capsys: pytest.CaptureFixture, device: str) -> None:
+    assert nvdm.main(["train", "--run-dir", str(tmp_path / "run"), *SMALL, "--device", device]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: --device ")
+
+
+def test_a_full_disk_is_one_error_line_naming_the_checkpoint(
+    tmp_path: Path, capsys: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """torch reports a failed write as a RuntimeError deep inside its serializer; the command says which
+    checkpoint could not be written, and leaves no half-written file."""
+    import textvae.training
+
+    def full_disk(obj: object, path: object) -> None:
+        Path(str(path)).write_bytes(b"partial")
+        raise RuntimeError("[enforce fail at inline_container.cc:664] . unexpected pos 64 vs 0")
+
+    monkeypatch.setattr(textvae.training.torch, "save", full_disk)
+    assert nvdm.main(["train", "--run-dir", str(tmp_path), *SMALL]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith(f"error: cannot write {tmp_path}") and "disk full" in err[0]
+    assert not list(tmp_path.glob("*.tmp"))
