@@ -69,12 +69,13 @@ REPOSITORY = Path(__file__).resolve().parents[2]
 
 
 def portable_path(path: str | Path) -> str:
-    """``path`` relative to the repository when it is inside it; otherwise only its last two parts after
-    ``<outside>/``: results must not carry a machine's absolute paths."""
+    """``path`` relative to the repository when it is inside it; otherwise its name alone after
+    ``<outside>/`` (no folder of the machine, such as ``/tmp``): results must not carry a machine's
+    absolute paths."""
     resolved = Path(path).resolve()
     if resolved.is_relative_to(REPOSITORY):
         return resolved.relative_to(REPOSITORY).as_posix() or "."
-    return "<outside>/" + "/".join(resolved.parts[-2:])
+    return f"<outside>/{resolved.name}"
 
 
 def _package_info() -> dict[str, str]:

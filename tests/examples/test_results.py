@@ -9,14 +9,15 @@ from pathlib import Path
 import pytest
 from textvae.results import REPOSITORY, portable_path, run_metadata
 
-ABSOLUTE = re.compile(r"(?<![\w.<>])/(?:work|tmp|root|home|Users|mnt|opt|var)/")
+# A machine folder anywhere in a path, also after a prefix such as <outside>.
+ABSOLUTE = re.compile(r"(?<![\w.])/(?:work|tmp|root|home|Users|mnt|opt|var|usr)/")
 
 
 def test_run_metadata_records_portable_paths(monkeypatch: pytest.MonkeyPatch) -> None:
     inside = REPOSITORY / "examples" / "runs" / "x"
     monkeypatch.setattr(sys, "argv", ["examples/nvdm.py", "train", "--run-dir", str(inside), "--out", "/tmp/a/b/c"])
     meta = run_metadata()
-    assert meta["command"] == "python examples/nvdm.py train --run-dir examples/runs/x --out <outside>/b/c"
+    assert meta["command"] == "python examples/nvdm.py train --run-dir examples/runs/x --out <outside>/c"
     assert not Path(meta["spherical_dists"]["path"]).is_absolute()
     assert portable_path(REPOSITORY) == "."
 
