@@ -485,15 +485,6 @@ class Trainer:
         steps = self.config.kl_warmup_steps
         return 1.0 if steps <= 0 else min(1.0, self.state["global_step"] / steps)
 
-    def _diverged(self, what: str) -> NonFiniteLossError:
-        state = self.state
-        return NonFiniteLossError(
-            f"{what} at epoch {state['epoch'] + 1}, step {state['step_in_epoch'] + 1} (global step "
-            f"{state['global_step'] + 1}, lr {state['lr']:.3g}). Training stopped before the update; nothing was "
-            f"saved after the last good checkpoint ({self.last_path}, and the best weights in {self.best_path}). "
-            "Try a lower --lr or gradient clipping (--clip-grad)."
-        )
-
     def _step(self, batch: Any) -> None:
         """One optimisation step; accumulates the epoch's running sums."""
         state, sums = self.state, self.state["sums"]
@@ -504,17 +495,16 @@ class Trainer:
         loss_value = loss.item()
         # All processes stop together: a NaN on any of them is a NaN for all.
         if not math.isfinite(self._all_sum([loss_value])[0]):
-            raise self._diverged(f"the training loss became {loss_value}")
+            raise NonFiniteLossError(
+                f"the training loss became {loss_value} at epoch {state['epoch'] + 1}, step "
+                f"{state['step_in_epoch'] + 1} (global step {state['global_step'] + 1}, lr {state['lr']:.3g}). "
+                f"Training stopped; nothing was saved after the last good checkpoint ({self.last_path}, "
+                f"and the best weights in {self.best_path}). Try a lower --lr or gradient clipping (--clip-grad)."
+            )
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
-        grads = [p.grad for p in self.model.parameters() if p.grad is not None]
-        total_norm = torch.nn.utils.get_total_norm(grads)
-        grad_norm = float(total_norm)
-        # A finite loss can still overflow its gradient (Adam then writes NaN into every weight): stop here too.
-        if not math.isfinite(self._all_sum([grad_norm])[0]):
-            raise self._diverged(f"the gradient of the training loss ({loss_value:.4g}) became {grad_norm}")
         if self.config.clip_grad > 0:
-            torch.nn.utils.clip_grads_with_norm_(self.model.parameters(), self.config.clip_grad, total_norm)
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.config.clip_grad)
         self.optimizer.step()
         n = terms.recon.numel()
         sums["loss"] += loss_value * n

@@ -151,4 +151,4 @@ def test_a_diverging_run_stops_with_one_error_line(
     assert sentence_vae.main([*run, "--lr", "1000"]) == 1
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("error: ") and "--lr" in err[0], err
-    assert "became nan" in err[0] or "gradient" in err[0] or "diverged" in err[0]
+    assert "became nan" in err[0] or "diverged" in err[0]
