@@ -7,10 +7,11 @@ from typing import SupportsIndex
 
 import torch
 from torch import Tensor
+from torch.distributions import Distribution
 
 from .constraints import unit_norm_tolerance
 
-__all__ = ["check_count", "check_unit"]
+__all__ = ["check_count", "check_unit", "validating"]
 
 
 def check_count(value: object, name: str, low: int, high: int | None = None) -> int:
@@ -41,3 +42,8 @@ def check_unit(value: Tensor, name: str) -> None:
             f"above the {value.dtype} tolerance {tolerance:.3g} (16 eps sqrt(p), p = {value.shape[-1]}); "
             f"normalise it in the dtype you pass, e.g. torch.nn.functional.normalize({name}, dim=-1)"
         )
+
+
+def validating(validate_args: bool | None) -> bool:
+    """Whether to validate: ``validate_args``, or torch's distribution default where it is None."""
+    return Distribution._validate_args if validate_args is None else validate_args

@@ -10,7 +10,7 @@ import torch
 from torch import Tensor
 from torch.distributions import Distribution
 
-from ._checks import check_unit
+from ._checks import check_unit, validating
 from ._sampling import row_norms, row_sums, tangent_directions, w_and_s
 from .constraints import finite_nonnegative, sphere
 
@@ -62,7 +62,7 @@ class DirectionalDistribution(Distribution):
         dim = loc.shape[-1]
         if dim < 2:
             raise ValueError(f"loc must have p >= 2 entries along its last dimension, got shape {tuple(loc.shape)}")
-        validate = Distribution._validate_args if validate_args is None else validate_args
+        validate = validating(validate_args)
         if validate:  # in the dtype the user gave, before any promotion
             check_unit(loc, "loc")
         given = loc.dtype

@@ -20,9 +20,8 @@ from __future__ import annotations
 
 import torch
 from torch import Tensor
-from torch.distributions import Distribution
 
-from ._checks import check_unit
+from ._checks import check_unit, validating
 from ._vmf import concentration_from_resultant
 
 __all__ = ["check_points", "check_weights", "as_float64_directions", "weighted_fit"]
@@ -37,7 +36,7 @@ def check_points(x: object, validate_args: bool | None) -> tuple[int, int]:
         raise ValueError("x must hold at least one point (n >= 1)")
     if dim < 2:
         raise ValueError(f"x must have p >= 2 entries along its last dimension, got shape {tuple(x.shape)}")
-    if Distribution._validate_args if validate_args is None else validate_args:
+    if validating(validate_args):
         check_unit(x, "x")
     return n, dim
 

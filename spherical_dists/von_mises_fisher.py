@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import torch
 from torch import Tensor
-from torch.distributions import Distribution
 
 from . import _marginal, _sampling
 from ._cancellation import sum_with_smaller_terms
-from ._checks import check_unit
+from ._checks import check_unit, validating
 from ._directional import DirectionalDistribution, Shape, compute_dtype
 from ._fit import as_float64_directions, check_points, check_weights, weighted_fit
 from ._vmf import log_normalizer_pair, log_normalizer_plus_kappa, vmf_terms
@@ -252,7 +251,7 @@ class VonMisesFisher(DirectionalDistribution):
             tensor(1.1593, dtype=torch.float64)
         """
         n, dim = check_points(x, validate_args)
-        validate = Distribution._validate_args if validate_args is None else validate_args
+        validate = validating(validate_args)
         batch_shape = x.shape[:-2]
         w = check_weights(weights, x).reshape(-1, 1, n)
         x64 = as_float64_directions(x).reshape(-1, n, dim)
