@@ -318,7 +318,9 @@ def _load_peers(args: argparse.Namespace) -> tuple[list[Peer], dict[str, str], d
     return peers, notes, versions
 
 
-def _git(path: Path, *cmd: str) -> str:
+def git_output(path: Path, *cmd: str) -> str:
+    """The stripped output of ``git -C path *cmd``, or ``"unknown"`` where git fails (no git, not a
+    repository): the commit and the dirty state recorded with the benchmarks' results."""
     try:
         return subprocess.run(["git", "-C", str(path), *cmd], capture_output=True, text=True, check=True).stdout.strip()
     except (OSError, subprocess.CalledProcessError):
@@ -365,11 +367,11 @@ def _machine(args: argparse.Namespace, versions: dict[str, str], peer_folders: l
         "numpy": np.__version__,
         "torch": torch.__version__,
         **portable,
-        "benchmark_commit": _git(bench_dir, "rev-parse", "HEAD"),
-        "benchmark_dirty": _git(bench_dir, "status", "--porcelain") not in ("", "unknown"),
+        "benchmark_commit": git_output(bench_dir, "rev-parse", "HEAD"),
+        "benchmark_dirty": git_output(bench_dir, "status", "--porcelain") not in ("", "unknown"),
         "spherical_dists_path": _portable(str(package_dir), peer_folders),
-        "spherical_dists_commit": _git(package_dir, "rev-parse", "HEAD"),
-        "spherical_dists_dirty": _git(package_dir, "status", "--porcelain", "--untracked-files=no")
+        "spherical_dists_commit": git_output(package_dir, "rev-parse", "HEAD"),
+        "spherical_dists_dirty": git_output(package_dir, "status", "--porcelain", "--untracked-files=no")
         not in ("", "unknown"),
     }
     if args.device == "cuda":

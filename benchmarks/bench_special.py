@@ -2,7 +2,7 @@
 
 For each region of the (v, x) plane, random points (seeded) are evaluated by both libraries on
 the same float64 inputs. Accuracy is the mixed error ``|value - ref| / max(|ref|, 1)`` against
-mpmath at 50 digits (the test suite's reference, ``tests/mpmath_reference.py``); scipy's value
+mpmath at 50 digits (the test suite's reference, ``spherical_dists.testing``); scipy's value
 is ``log(ive(v, x)) + x``, and the share of its results that are not finite is reported. The
 throughput is elements per second on one million points per region, CPU float64 (median of
 repeats, ours at torch's thread count and at one thread, interleaved with scipy's calls, which
@@ -29,10 +29,8 @@ import scipy
 import scipy.special
 import torch
 
+from spherical_dists import testing as ref
 from spherical_dists.special import log_iv
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-import mpmath_reference as ref  # noqa: E402
 
 Sampler = Callable[[np.random.Generator, int], tuple[np.ndarray, np.ndarray]]
 

@@ -190,8 +190,7 @@ REFERENCE_DIGITS = 25  # the test suite uses 50; 25 leaves 9 digits of margin ov
 
 
 def _reference_grid(orders: Sequence[float], arguments: Sequence[float]) -> np.ndarray:
-    sys.path.insert(0, str(ROOT / "tests"))
-    import mpmath_reference as ref
+    from spherical_dists import testing as ref
 
     ref.DIGITS = REFERENCE_DIGITS
     out = np.empty((len(orders), len(arguments)))
@@ -306,7 +305,7 @@ def accuracy_map(command: str) -> None:
         "accuracy_map",
         f"Grid: :math:`v = 0` and 29 orders from 1e-2 to 1e5, 57 arguments from 1e-6 to 1e8 (both log-spaced, "
         f"four per decade), {err_ours.size} cells. Error: ``|value - reference| / max(|reference|, 1)``, the "
-        f"reference from ``tests/mpmath_reference.py`` at {REFERENCE_DIGITS} significant digits. The largest "
+        f"reference from ``spherical_dists.testing`` at {REFERENCE_DIGITS} significant digits. The largest "
         f"error of this package is at :math:`v = {v_w:.3g}`, :math:`x = {x_w:.3g}`.\n\n{table}\n"
         f"{provenance(command, ('scipy', 'mpmath'))}\n",
     )

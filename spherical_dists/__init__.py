@@ -6,6 +6,8 @@
 * :meth:`VonMisesFisher.fit` (maximum likelihood) and :func:`fit_vmf_mixture` (EM for a mixture);
 * :mod:`spherical_dists.special`: log-Bessel functions and the vMF normaliser, exact in float64;
 * :mod:`spherical_dists.constraints`: the ``sphere`` support and its ``transform_to``.
+* :mod:`spherical_dists.testing` (needs mpmath, not imported here): high-precision references
+  to check an implementation against.
 """
 
 from . import constraints, kl, mixture, special

@@ -19,7 +19,7 @@ from ._fit import as_float64_directions, check_points, weighted_fit
 from ._vmf import log_normalizer_plus_kappa
 from .von_mises_fisher import VonMisesFisher
 
-__all__ = ["VonMisesFisherMixtureFit", "fit_vmf_mixture"]
+__all__ = ["VonMisesFisherMixtureFit", "fit_vmf_mixture", "kmeans_plus_plus"]
 
 
 class VonMisesFisherMixtureFit(NamedTuple):
@@ -94,9 +94,53 @@ def _m_step(x64: Tensor, resp: Tensor, previous: _Params | None, floor: float, d
     return _Params(torch.log(counts / n), locs, kappa)
 
 
-def _kmeans_plus_plus(x: Tensor, n_components: int, generator: torch.Generator | None) -> Tensor:
-    """k-means++ seeding on the sphere (Arthur & Vassilvitskii 2007) with the squared chord
-    ``|x - c|^2 = 2 - 2 x^T c`` as distance: one-hot hard assignments ``(B, n, K)`` to the seeds."""
+def kmeans_plus_plus(x: Tensor, n_components: int, generator: torch.Generator | None) -> Tensor:
+    r"""k-means++ seeding on the sphere, as hard assignments of the points to the seeds.
+
+    The k-means++ seeding of Arthur & Vassilvitskii (2007) with the squared chord distance
+    :math:`\|x - c\|^2 = 2 - 2\, x^\top c` between unit vectors: the first seed is a point drawn
+    uniformly, each further seed a point drawn with probability proportional to its squared chord to
+    the nearest seed so far (uniformly where every point coincides with a seed already). Each
+    point is then assigned to the seed of largest :math:`x^\top c`, the first one on a tie. This is
+    the start of :func:`fit_vmf_mixture <spherical_dists.fit_vmf_mixture>` with ``init="k-means++"``.
+
+    Parameters
+    ----------
+    x : Tensor
+        Unit vectors, shape ``(B, n, p)``: ``B`` independent sets of ``n`` points, seeded together
+        (the batch dimension is required; ``x.unsqueeze(0)`` for one set).
+    n_components : int
+        Number of seeds :math:`K \ge 1`.
+    generator : torch.Generator or None
+        Random generator on ``x``'s device (torch's global one when None); the seeding takes one
+        ``torch.randint`` and then :math:`K - 1` ``torch.multinomial`` draws from it.
+
+    Returns
+    -------
+    Tensor
+        One-hot assignments, float64, shape ``(B, n, K)``: entry ``[b, i, k]`` is 1 where the
+        ``k``-th seed of set ``b`` is the nearest to point ``i``, else 0. A column can be empty
+        (a seed that duplicates an earlier one loses its points to it).
+
+    References
+    ----------
+    D. Arthur, S. Vassilvitskii (2007). k-means++: the advantages of careful seeding. *Proceedings
+    of the 18th ACM-SIAM Symposium on Discrete Algorithms (SODA)*, 1027-1035.
+    https://dl.acm.org/doi/10.5555/1283383.1283494
+
+    Examples
+    --------
+    >>> import torch
+    >>> from spherical_dists.mixture import kmeans_plus_plus
+    >>> x = torch.tensor([[1.0, 0.0, 0.0], [0.999, 0.045, 0.0], [0.0, 1.0, 0.0], [0.0, 0.999, 0.045]])
+    >>> x = torch.nn.functional.normalize(x, dim=-1).unsqueeze(0)  # B = 1 set of n = 4 points
+    >>> one_hot = kmeans_plus_plus(x, 2, torch.Generator().manual_seed(0))
+    >>> one_hot.shape, one_hot.dtype
+    (torch.Size([1, 4, 2]), torch.float64)
+    >>> labels = one_hot.argmax(-1)[0]  # the two pairs of near points get one seed each
+    >>> bool(labels[0] == labels[1]) and bool(labels[2] == labels[3]) and bool(labels[0] != labels[2])
+    True
+    """
     batch, n, _ = x.shape
     rows = torch.arange(batch, device=x.device)
     first = torch.randint(n, (batch,), device=x.device, generator=generator)
@@ -232,7 +276,7 @@ def fit_vmf_mixture(
     if isinstance(init, str):
         if init != "k-means++":
             raise ValueError(f"init must be 'k-means++' or a tuple (weights, locs, concentrations), got {init!r}")
-        params = _m_step(flat64, _kmeans_plus_plus(flat, n_components, generator), None, floor, dtype)
+        params = _m_step(flat64, kmeans_plus_plus(flat, n_components, generator), None, floor, dtype)
     else:
         params = _initial_params(init, batch_shape, n_components, dim, dtype)
     log_resp, log_likelihood = _e_step(flat, params)

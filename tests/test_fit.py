@@ -15,9 +15,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from spherical_dists import VonMisesFisher
+from spherical_dists import testing as ref
 from spherical_dists._vmf import concentration_from_resultant, vmf_terms
-
-from . import mpmath_reference as ref
 
 F64 = torch.float64
 # scipy's brentq stops at |kappa - root| <= 2e-12 + 8.9e-16 |root| (its default xtol and rtol).

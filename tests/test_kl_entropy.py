@@ -10,9 +10,8 @@ import torch
 from torch.distributions import kl_divergence
 
 from spherical_dists import HypersphericalUniform, VonMisesFisher
+from spherical_dists import testing as ref
 from spherical_dists.special import vmf_mean_resultant_length
-
-from . import mpmath_reference as ref
 
 F64 = torch.float64
 Z_BOUND = 5.0

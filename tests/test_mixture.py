@@ -12,6 +12,7 @@ from torch.distributions import Categorical, MixtureSameFamily
 
 from spherical_dists import VonMisesFisher, fit_vmf_mixture
 from spherical_dists._vmf import vmf_terms
+from spherical_dists.mixture import kmeans_plus_plus
 
 from .conftest import requires_cuda
 
@@ -160,6 +161,49 @@ def test_seeded_runs_are_reproducible() -> None:
     assert torch.equal(a.locs, b.locs) and torch.equal(a.log_likelihood, b.log_likelihood)
 
 
+def _recovers(one_hot: torch.Tensor, truth: torch.Tensor) -> bool:
+    """Whether the assignments ``(n, K)`` put the points of each true cluster (labels ``(n,)``, K of
+    them) together, one cluster per seed."""
+    labels = one_hot.argmax(-1)
+    first = [labels[truth == k][0] for k in range(one_hot.shape[-1])]
+    return bool((labels == torch.stack(first)[truth]).all()) and len({int(f) for f in first}) == len(first)
+
+
+def test_kmeans_plus_plus_gives_one_hot_rows_and_a_seed_per_cluster() -> None:
+    """Three tight clusters on S^2 (kappa = 1e4 around e1, e2, e3), K = 3, in a batch of 4 data sets:
+    float64 one-hot rows, and every cluster gets its own seed."""
+    gen = torch.Generator().manual_seed(11)
+    truth = torch.arange(3).repeat_interleave(30)  # (90,)
+    x = VonMisesFisher(torch.eye(3, dtype=F64)[truth], torch.tensor(1e4, dtype=F64)).sample((4,), generator=gen)
+    one_hot = kmeans_plus_plus(x, 3, torch.Generator().manual_seed(3))
+    assert one_hot.shape == (4, 90, 3) and one_hot.dtype == F64
+    assert bool(((one_hot == 0) | (one_hot == 1)).all()) and bool((one_hot.sum(-1) == 1).all())
+    assert all(_recovers(one_hot[b], truth) for b in range(4))
+    # float32 data give float64 assignments too.
+    assert kmeans_plus_plus(x.float(), 3, None).dtype == F64
+
+
+def test_kmeans_plus_plus_never_seeds_a_covered_point_twice() -> None:
+    """K = the number of distinct points (e1, e2, e3, each repeated, in shuffled orders): a point that
+    coincides with a seed has distance exactly 0, so whatever the seed every distinct point gets its own."""
+    truth = torch.arange(3).repeat(5)  # (15,)
+    orders = torch.stack([torch.randperm(15, generator=torch.Generator().manual_seed(b)) for b in range(8)])
+    x = torch.eye(3, dtype=F64)[truth[orders]]  # (8, 15, 3)
+    for seed in range(25):
+        one_hot = kmeans_plus_plus(x, 3, torch.Generator().manual_seed(seed))
+        assert all(_recovers(one_hot[b], truth[orders[b]]) for b in range(8)), seed
+
+
+def test_kmeans_plus_plus_is_reproducible_from_its_generator() -> None:
+    x = _synthetic(500, seed=12)[0].unsqueeze(0)
+    a = kmeans_plus_plus(x, 3, torch.Generator().manual_seed(4))
+    b = kmeans_plus_plus(x, 3, torch.Generator().manual_seed(4))
+    assert torch.equal(a, b)
+    # The same draws as fit_vmf_mixture's seeding: its weights after no iteration are the seeds' shares.
+    fit = fit_vmf_mixture(x[0], 3, max_iter=0, generator=torch.Generator().manual_seed(4))
+    torch.testing.assert_close(fit.weights, a[0].mean(-2), rtol=1e-14, atol=0)
+
+
 @pytest.mark.parametrize(
     "kwargs, match",
     [
@@ -218,7 +262,7 @@ def test_init_weights_are_normalised_like_categorical() -> None:
     weights, locs, kappas = _good_init()
     a = fit_vmf_mixture(x, 2, max_iter=0, init=(weights, locs, kappas))
     b = fit_vmf_mixture(x, 2, max_iter=0, init=(3.0 * weights, locs, kappas))
-    torch.testing.assert_close(a.log_likelihood, b.log_likelihood, rtol=1e-15, atol=0)
+    torch.testing.assert_close(a.log_likelihood, b.log_likelihood, rtol=1e-14, atol=0)
 
 
 def test_float16_data_never_decrease_the_likelihood() -> None:

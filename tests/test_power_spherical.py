@@ -14,8 +14,8 @@ import torch
 from torch.distributions import kl_divergence
 
 from spherical_dists import HypersphericalUniform, PowerSpherical, VonMisesFisher
+from spherical_dists import testing as ref
 
-from . import mpmath_reference as ref
 from .conftest import DEVICES
 
 F64 = torch.float64

@@ -21,6 +21,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from spherical_dists import _bessel
+from spherical_dists import testing as ref
 from spherical_dists.special import (
     iv_ratio,
     log_iv,
@@ -30,7 +31,6 @@ from spherical_dists.special import (
     vmf_mean_resultant_length,
 )
 
-from . import mpmath_reference as ref
 from .conftest import DEVICES, requires_cuda
 
 F64 = torch.float64

@@ -10,10 +10,9 @@ import pytest
 import torch
 
 from spherical_dists import VonMisesFisher
+from spherical_dists import testing as ref
 from spherical_dists._marginal import kappa_derivative, sample_marginal
 from spherical_dists.special import vmf_mean_resultant_length
-
-from . import mpmath_reference as ref
 
 F64 = torch.float64
 Z_BOUND = 5.0

@@ -51,7 +51,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import sampler_timing  # noqa: E402
 import special_timing  # noqa: E402
-from bench_sampler import _git  # noqa: E402
+from bench_sampler import git_output  # noqa: E402
 
 REPOSITORY = Path(__file__).resolve().parents[2]
 JSON_NAME, MARKDOWN_NAME = "device_pack.json", "device_pack.md"
@@ -232,8 +232,8 @@ def main(args: argparse.Namespace) -> int:
         return 2
     device = "cpu" if args.dry_run else "cuda"
     torch.set_num_threads(min(torch.get_num_threads(), 2) if args.dry_run else torch.get_num_threads())
-    commit = _git(REPOSITORY, "rev-parse", "HEAD")  # "unknown" where the tree came without .git
-    changes = _git(REPOSITORY, "status", "--porcelain", "--untracked-files=no")
+    commit = git_output(REPOSITORY, "rev-parse", "HEAD")  # "unknown" where the tree came without .git
+    changes = git_output(REPOSITORY, "status", "--porcelain", "--untracked-files=no")
     doc: dict[str, Any] = {
         "command": " ".join(["bash benchmarks/device/check.sh", *sys.argv[1:]]).replace(str(out), _portable_out(out)),
         "commit": os.environ.get("PACK_COMMIT", commit) if commit == "unknown" else commit,

@@ -26,7 +26,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from spherical_dists.mixture import _kmeans_plus_plus, fit_vmf_mixture
+from spherical_dists.mixture import fit_vmf_mixture, kmeans_plus_plus
 
 from .bow import BowCorpus
 from .data import derive_seed
@@ -163,7 +163,7 @@ def fit_movmf(
 
 
 def _kmeans_once(x: Tensor, k: int, generator: torch.Generator, max_iter: int) -> tuple[float, Tensor, int, bool]:
-    one_hot = _kmeans_plus_plus(x.unsqueeze(0), k, generator).squeeze(0).to(x.dtype)  # (n, k)
+    one_hot = kmeans_plus_plus(x.unsqueeze(0), k, generator).squeeze(0).to(x.dtype)  # (n, k)
     labels = one_hot.argmax(-1)
     converged, iterations = False, 0
     for iterations in range(1, max_iter + 1):  # noqa: B007 (the count is returned)

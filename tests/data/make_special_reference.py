@@ -8,13 +8,11 @@ Run from the repository root:  python tests/data/make_special_reference.py  (abo
 from __future__ import annotations
 
 import csv
-import sys
 from pathlib import Path
 
 import mpmath as mp
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-import mpmath_reference as ref  # noqa: E402
+from spherical_dists import testing as ref
 
 ORDERS = [0, 1e-3, 0.25, 0.5, 1, 2.5, 9.5, 19.9, 20, 20.5, 49, 100, 511, 1000, 8191, 10000, 32767, 1e5]
 ARGUMENTS = [0, 1e-300, 1e-30, 1e-8, 1e-3, 0.1, 0.999, 1, 1.001, 3, 10, 19, 40, 100, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8]
