@@ -7,14 +7,14 @@ highest log-likelihood kept). Baselines in the same run: spherical k-means on th
 methods on the tf-idf bag of words (unit rows, p = vocabulary size). The clusters are scored against the
 newsgroup labels (NMI, ARI), which no model has seen.
 
-Models: by default v-NVDM (latent 50, kappa 100) and G-NVDM (latent 50), the presets of ``nvdm.py``. A
-preset's model is the one ``nvdm.py reproduce`` trained (examples/runs/nvdm/reproduce/table2/<preset>) when
-that exists with the preset's settings, else examples/runs/nvdm/train/<preset>, trained there first when
-missing (what ``nvdm.py train --preset <preset>`` does: a few minutes per model on 2 CPU cores)::
+Models: run directories of ``nvdm.py`` (``--runs``), or presets of ``nvdm.py`` (by default v-NVDM, latent 50,
+kappa 100, and G-NVDM, latent 50), whose models live in examples/runs/nvdm/train/<preset>: each is brought
+up to date there first by ``nvdm.py train --preset <preset> --resume`` in a child process, which returns
+at once for a finished model and otherwise trains it (a few minutes per model on 2 CPU cores)::
 
     python examples/cluster_20ng.py
-    python examples/cluster_20ng.py --presets v-nvdm-25 v-nvdm-50 v-nvdm-200 g-nvdm-50 g-nvdm-200 --jobs 2
-    python examples/cluster_20ng.py --runs examples/runs/nvdm/train/v-nvdm-50 --restarts 20 --seed 1
+    python examples/cluster_20ng.py --presets v-nvdm-25 v-nvdm-50 v-nvdm-200 g-nvdm-50 g-nvdm-200
+    python examples/cluster_20ng.py --runs examples/runs/nvdm/reproduce/table2/v-nvdm-50 --restarts 20 --seed 1
     python examples/cluster_20ng.py --json examples/results/nvdm/clustering.json   # also writes clustering.md
 
 The result is a function of the models and ``--seed`` (on the CPU).
@@ -24,72 +24,55 @@ from __future__ import annotations
 
 import argparse
 import json
+import signal
+import subprocess
 import sys
-import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import nvdm
 import torch
-from textvae import cli
 from textvae import config as cfg
-from textvae.bow import BowCorpus
+from textvae import runs
+from textvae.bow import BowCorpus, BowDataConfig, load_splits
+from textvae.checkpoint import load_checkpoint
 from textvae.clustering import fit_movmf, spherical_kmeans, summarize, tfidf
-from textvae.data import Batches, DataFormatError
+from textvae.data import Batches
+from textvae.environment import die_with_parent
 from textvae.evaluation import encode
-from textvae.nvdm_model import NVDM
-from textvae.results import markdown_table, portable_path
-from textvae.training import RESUMABLE_CHANGES, CheckpointError, NonFiniteLossError, load_checkpoint
+from textvae.nvdm_model import NVDM, NVDMConfig
+from textvae.report import Report, markdown_table, portable_path
 
+EXAMPLES = Path(__file__).resolve().parent
 DEFAULT_PRESETS = ("v-nvdm-50", "g-nvdm-50")
-REPRODUCED = nvdm.RUNS / "reproduce" / "table2"  # where `nvdm.py reproduce` leaves the Table 2 models
+EVAL_BATCH = 500  # documents encoded at once
 METHODS = {"movMF": fit_movmf, "spherical k-means": spherical_kmeans}
 
 
 # ------------------------------------------------------------------------------------------ models
-def _finished_with(run_dir: Path, flat: dict[str, Any]) -> bool:
-    """Whether ``run_dir`` holds a finished run (weights and test result) of the configuration ``flat``."""
-    result_path = run_dir / "result.json"
-    if not (result_path.exists() and (run_dir / "best.pt").exists()):
-        return False
-    config = json.loads(result_path.read_text())["config"]
-    return not cfg.changed_settings(nvdm.Experiment, config, flat) - RESUMABLE_CHANGES
-
-
-def preset_runs(presets: Sequence[str], root: Path | None, jobs: int) -> list[Path]:
-    """The run directory of each preset's model, trained first where there is no finished one.
-
-    Without ``root``, a model of ``nvdm.py reproduce`` with the preset's settings is used where there is one;
-    the others live in (or are trained into) ``examples/runs/nvdm/train/<preset>``.
-    """
-    dirs, to_train = [], []
-    for name in presets:
-        experiment = nvdm._experiment(argparse.Namespace(), name)
-        reproduced = REPRODUCED / name
-        if root is None and _finished_with(reproduced, cfg.to_flat(experiment)):
-            dirs.append(reproduced)
-            continue
-        run_dir = (root or nvdm.RUNS / "train") / name
-        dirs.append(run_dir)
-        if not _finished_with(run_dir, cfg.to_flat(experiment)):
-            to_train.append((name, experiment))
-    if to_train:
-        print(f"training {', '.join(n for n, _ in to_train)} (as `nvdm.py train --preset ...`)", flush=True)
-        results = cli.run_many(nvdm.PIPELINE, to_train, root or nvdm.RUNS / "train", resume=True, n_jobs=jobs)
-        failed = [r for r in results if "error" in r]
-        if failed:
-            raise NonFiniteLossError("; ".join(f"{r['label']}: {r['error']}" for r in failed))
-    return dirs
+def train_presets(presets: Sequence[str], root: Path) -> list[Path]:
+    """``root/<preset>`` for each preset, after ``nvdm.py train --preset <preset> --resume`` there."""
+    for preset in presets:
+        command = [sys.executable, str(EXAMPLES / "nvdm.py"), "train", "--preset", preset]
+        process = subprocess.Popen([*command, "--run-dir", str(root / preset), "--resume"], preexec_fn=die_with_parent)
+        try:
+            code = process.wait()
+        except KeyboardInterrupt:  # the child saves its checkpoint first
+            process.send_signal(signal.SIGTERM)
+            process.wait()
+            raise
+        if code != 0:
+            raise runs.RunError(f"`nvdm.py train --preset {preset}` failed (exit code {code}); see its message above")
+    return [root / preset for preset in presets]
 
 
 def load_run(run_dir: Path) -> tuple[NVDM, dict[str, Any], BowCorpus]:
     """The best-validation model of a run directory of ``nvdm.py`` (on the CPU), its ``result.json`` and the
     test corpus of its data settings."""
     result = json.loads((run_dir / "result.json").read_text())
-    experiment = cfg.from_flat(nvdm.Experiment, result["config"])
-    splits = nvdm._splits(experiment.data)
-    model = NVDM(experiment.model, splits.train.vocab_size)
+    data = cfg.section(BowDataConfig, result["config"])
+    splits = load_splits(data)
+    model = NVDM(cfg.section(NVDMConfig, result["config"]), splits.train.vocab_size)
     model.load_state_dict(load_checkpoint(run_dir / "best.pt", torch.device("cpu")))
     return model, result, splits.test
 
@@ -140,8 +123,7 @@ def _note(args: argparse.Namespace, n_docs: int, rows: Sequence[dict[str, Any]])
     """What the table's columns mean, and which models made the embeddings."""
     models = {r["embedding"]: r for r in rows if "run_dir" in r}
     listed = "; ".join(
-        f"{name}: `{_relative(r['run_dir'])}` (test perplexity {r['model_test_ppl_corpus'] or float('nan'):.0f}, "
-        "ELBO, corpus)"
+        f"{name}: `{r['run_dir']}` (test perplexity {r['model_test_ppl_corpus'] or float('nan'):.0f}, ELBO, corpus)"
         for name, r in models.items()
     )
     return (
@@ -158,81 +140,59 @@ def _note(args: argparse.Namespace, n_docs: int, rows: Sequence[dict[str, Any]])
     )
 
 
-def _relative(path: str) -> str:
-    """``path`` relative to the repository when it lies inside it (the report is read in any checkout)."""
-    resolved = Path(path).resolve()
-    return str(resolved.relative_to(nvdm.EXAMPLES.parent)) if resolved.is_relative_to(nvdm.EXAMPLES.parent) else path
-
-
 def _cluster_models(args: argparse.Namespace) -> tuple[list[dict[str, Any]], BowCorpus]:
     """Embed the test documents with every model (training the missing ones first) and cluster them."""
     presets = args.presets if args.presets is not None else ([] if args.runs else list(DEFAULT_PRESETS))
     run_dirs = [Path(d) for d in args.runs or []]
-    run_dirs += preset_runs(presets, Path(args.run_dir) if args.run_dir else None, args.jobs)
-    torch.set_num_threads(args.threads)  # training in this process may have changed it
+    run_dirs += train_presets(presets, Path(args.run_dir or EXAMPLES / "runs" / "nvdm" / "train"))
+    torch.set_num_threads(args.threads)
     embeddings: dict[str, tuple[torch.Tensor, dict[str, Any]]] = {}
     test = None
     for run_dir in run_dirs:
         model, result, corpus = load_run(run_dir)
         if test is not None and corpus.labels != test.labels:
-            raise ValueError(f"{run_dir} was trained on other data than {run_dirs[0]}: its test set differs")
+            raise runs.RunError(f"{run_dir} was trained on other data than {run_dirs[0]}: its test set differs")
         test = corpus
         test_ppl = (result.get("test") or {}).get("ppl_corpus")
         info = {"run_dir": portable_path(run_dir), "model_test_ppl_corpus": test_ppl}
         name = result["label"] if result["label"] not in embeddings else f"{result['label']} ({run_dir})"
-        embeddings[name] = (encode(model, Batches(corpus, nvdm.EVAL_BATCH, shuffle=False)), info)
+        embeddings[name] = (encode(model, Batches(corpus, EVAL_BATCH, shuffle=False)), info)
     if test is None:
-        raise ValueError("no model: give --runs or --presets")
+        raise runs.RunError("no model: give --runs or --presets")
     if args.tfidf:
         embeddings["tf-idf bag of words"] = (tfidf(test), {})
     print(f"{len(test)} test documents; {len(embeddings)} embedding(s) x {len(METHODS)} methods", flush=True)
-    rows = cluster_all(embeddings, test.labels, args)
-    return rows, test
+    return cluster_all(embeddings, test.labels, args), test
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    torch.set_num_threads(args.threads)
-    meta = cli.start_report(argparse.Namespace(jobs=args.jobs, device="cpu"))  # clustering runs on the CPU
-    started = time.perf_counter()
-    try:
-        with cli.terminate_as_interrupt():
-            rows, test = _cluster_models(args)
-    except KeyboardInterrupt:
-        print("interrupted: the models trained so far are kept; run the same command to continue", file=sys.stderr)
-        return 130
-    except (NonFiniteLossError, CheckpointError, DataFormatError, FileNotFoundError, ValueError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 1
+def run(args: argparse.Namespace) -> None:
+    for name in ("components", "restarts", "max_iter", "threads"):
+        if getattr(args, name) < 1:
+            raise runs.RunError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
+    report = Report(argparse.Namespace(device="cpu"))  # clustering runs on the CPU
+    rows, test = _cluster_models(args)
     table = markdown_table(rows, COLUMNS)
     note = _note(args, len(test), rows)
     print("\n" + table + "\n\n" + note)
     if args.json:
         out = Path(args.json)
-        payload = {"settings": {k: v for k, v in vars(args).items() if k != "json"}, "rows": rows}
+        payload = {"settings": {k: v for k, v in vars(args).items() if k not in ("json", "func")}, "rows": rows}
         title = "Clustering the 20NG test documents: mixture of vMFs on NVDM embeddings"
-        cli.write_report(out.parent, out.stem, title, table + "\n\n" + note, meta, payload)
-        print(f"\nwrote {out} and {out.with_suffix('.md')}")
-    print(f"\nwall time {time.perf_counter() - started:.0f} s")
-    return 0
+        wall = report.write(out.parent, out.stem, title, table + "\n\n" + note, payload)
+        print(f"\nwrote {out} and {out.with_suffix('.md')}; wall time {wall:.0f} s")
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.set_defaults(func=run)
     parser.add_argument("--runs", nargs="+", help="run directories of nvdm.py (result.json and best.pt) to use")
     parser.add_argument(
         "--presets",
         nargs="*",
-        choices=sorted(nvdm.PRESETS),
-        help=f"models of nvdm.py presets, trained first where missing (default: {' '.join(DEFAULT_PRESETS)} "
-        "when no --runs are given)",
+        help=f"models of nvdm.py presets, trained first where missing (default: {' '.join(DEFAULT_PRESETS)} when "
+        "no --runs are given)",
     )
-    parser.add_argument(
-        "--run-dir",
-        help="where the presets' models are looked for and trained, one subdirectory each (default: the models of "
-        "nvdm.py reproduce when they exist, else examples/runs/nvdm/train)",
-    )
-    parser.add_argument("--jobs", type=int, default=1, help="models trained at once (default: 1)")
+    parser.add_argument("--run-dir", help="where the presets' models live (default: examples/runs/nvdm/train)")
     parser.add_argument("--components", type=int, default=20, help="clusters (default: 20, the newsgroups)")
     parser.add_argument("--restarts", type=int, default=10, help="k-means++ restarts per method (default: 10)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the restarts (default: 0)")
@@ -243,6 +203,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--threads", type=int, default=1, help="CPU threads for torch (default: 1)")
     parser.add_argument("--json", help="write the rows and the provenance to this file, and the table beside it (.md)")
     return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    return runs.main(build_parser(), argv)
 
 
 if __name__ == "__main__":

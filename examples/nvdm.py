@@ -36,13 +36,14 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-from textvae import cli
 from textvae import config as cfg
+from textvae import runs
 from textvae.bow import BowDataConfig, BowSplits, load_splits
 from textvae.data import Batches
+from textvae.environment import distributed_rank, process_group
 from textvae.evaluation import EvalConfig
 from textvae.nvdm_model import NVDM, NVDMConfig
-from textvae.results import markdown_table, plot_lines
+from textvae.report import Report, markdown_table, plot_lines, results_table
 from textvae.training import TrainConfig
 
 EXAMPLES = Path(__file__).resolve().parent
@@ -113,14 +114,14 @@ def label(flat: dict[str, Any]) -> str:
     return f"v-NVDM d={flat['latent_dim']} kappa={kappa}"
 
 
-def setup(experiment: Experiment, rank: int = 0, world_size: int = 1) -> cli.RunSetup:
-    """The model and batches of one run (see :class:`textvae.cli.Pipeline`)."""
+def setup(experiment: Experiment, rank: int = 0, world_size: int = 1) -> runs.RunSetup:
+    """The model and batches of one run (see :class:`textvae.runs.Pipeline`)."""
     splits = _splits(experiment.data)
     totals = splits.train.word_totals()
     word_log_freq = ((totals + 0.5) / (totals + 0.5).sum()).log()  # smoothed, so no word starts at -inf
     model = NVDM(experiment.model, splits.train.vocab_size, word_log_freq.float())
     seed = experiment.train.seed
-    return cli.RunSetup(
+    return runs.RunSetup(
         model=model,
         train=Batches(
             splits.train, experiment.train.batch_size, shuffle=True, seed=seed, rank=rank, world_size=world_size
@@ -144,7 +145,7 @@ def summary(result: dict[str, Any]) -> str:
     )
 
 
-PIPELINE = cli.Pipeline(label=label, setup=setup, summary=summary)
+PIPELINE = runs.Pipeline(label=label, setup=setup, summary=summary)
 
 
 # -------------------------------------------------------------------------------------------- tables
@@ -218,7 +219,7 @@ TABLE_NOTE = (
 def test_table(results: Sequence[dict[str, Any]]) -> str:
     """Markdown table of test metrics, the published number beside each row that has one; failed runs
     are listed under the table with their error."""
-    return cli.results_table(results, _TEST_COLUMNS, paper_number)
+    return results_table(results, _TEST_COLUMNS, paper_number)
 
 
 # ------------------------------------------------------------------------------------------ commands
@@ -229,42 +230,39 @@ def expected_cost(experiment: Experiment) -> float:
     return experiment.model.latent_dim + (0.5 if experiment.model.latent == "vmf" else 0.0)
 
 
-def _experiment(args: argparse.Namespace, preset: str | None, extra: dict[str, Any] | None = None) -> Experiment:
+def configure(args: argparse.Namespace, preset: str | None, extra: dict[str, Any] | None = None) -> Experiment:
     """Defaults < preset < ``extra`` < flags given on the command line."""
     base = {**(PRESETS[preset] if preset else {}), **(extra or {})}
     return cfg.from_args(Experiment, args, base)
 
 
 def cmd_train(args: argparse.Namespace) -> None:
-    experiment = _experiment(args, args.preset)
-    flat = cfg.to_flat(experiment)
-    run_dir = (
-        Path(args.run_dir)
-        if args.run_dir
-        else RUNS / "train" / (args.preset or f"{flat['latent']}-{flat['latent_dim']}")
-    )
-    print(cfg.describe(experiment))
-    result = cli.run_one(PIPELINE, experiment, run_dir, args.resume)
-    print("\n" + test_table([result]) + "\n\n" + TABLE_NOTE)
+    config = configure(args, args.preset)
+    flat = cfg.to_flat(config)
+    run_dir = Path(args.run_dir or RUNS / "train" / (args.preset or f"{flat['latent']}-{flat['latent_dim']}"))
+    with process_group():
+        result = runs.run_one(PIPELINE, config, run_dir, args.resume)
+        if distributed_rank()[0] == 0:
+            print("\n" + test_table([result]) + "\n\n" + TABLE_NOTE)
 
 
 def cmd_compare(args: argparse.Namespace) -> None:
     started = time.perf_counter()
-    jobs = [(name, _experiment(args, name, {**QUICK_BUDGET, "threads": QUICK_THREADS})) for name in QUICK_ROWS]
-    results = cli.run_many(PIPELINE, jobs, Path(args.run_dir or RUNS / "compare"), args.resume, args.jobs)
+    jobs = [(name, configure(args, name, {**QUICK_BUDGET, "threads": QUICK_THREADS})) for name in QUICK_ROWS]
+    results = runs.run_many(PIPELINE, jobs, Path(args.run_dir or RUNS / "compare"), args.resume, args.jobs)
     print("\n" + test_table(results) + "\n\n" + budget_note(results) + "\n\n" + TABLE_NOTE)
     print(f"\nwall time {time.perf_counter() - started:.0f} s (this session)")
 
 
 def cmd_tune(args: argparse.Namespace) -> None:
-    meta = cli.start_report(args)
+    report = Report(args)
     jobs = [
-        (f"{p}/lr-{lr:g}", _experiment(args, p, {"lr": lr}))
+        (f"{p}/lr-{lr:g}", configure(args, p, {"lr": lr}))
         for p in args.presets
         for lr in (args.lrs or TUNE_LRS[PRESETS[p]["latent"]])
     ]
     run_dir = Path(args.run_dir or RUNS / "tune")
-    results = cli.run_many(PIPELINE, jobs, run_dir, args.resume, args.jobs, test=False, cost=expected_cost)
+    results = runs.run_many(PIPELINE, jobs, run_dir, args.resume, args.jobs, test=False, cost=expected_cost)
     rows = []
     for (name, _), r in zip(jobs, results, strict=True):
         row = {"preset": name.split("/")[0], "lr": r["config"]["lr"]}
@@ -296,24 +294,24 @@ def cmd_tune(args: argparse.Namespace) -> None:
     )
     title = "Learning-rate selection on validation (20NG)"
     payload = {"rows": rows, "chosen": {p: r["lr"] for p, r in best.items()}}
-    wall = cli.write_report(Path(args.out), "tuning", title, table + "\n\n" + note, meta, payload)
+    wall = report.write(Path(args.out), "tuning", title, table + "\n\n" + note, payload)
     print(f"\nwall time {wall:.0f} s")
 
 
 def cmd_reproduce(args: argparse.Namespace) -> None:
     root = Path(args.run_dir or RUNS / "reproduce")
     out = Path(args.out)
-    meta = cli.start_report(args)
+    report = Report(args)
     if args.part in ("all", "table2"):
-        jobs = [(name, _experiment(args, name)) for name in TABLE2_ROWS]
-        results = cli.run_many(PIPELINE, jobs, root / "table2", args.resume, args.jobs, cost=expected_cost)
+        jobs = [(name, configure(args, name)) for name in TABLE2_ROWS]
+        results = runs.run_many(PIPELINE, jobs, root / "table2", args.resume, args.jobs, cost=expected_cost)
         table = test_table(results)
         title = "NVDM on 20NG: Table 2 rows"
-        wall = cli.write_report(out, "table2", title, table + "\n\n" + TABLE_NOTE, meta, {"rows": results})
+        wall = report.write(out, "table2", title, table + "\n\n" + TABLE_NOTE, {"rows": results})
         print("\n" + table + "\n\n" + TABLE_NOTE + f"\n\nTable 2 rows: wall time {wall:.0f} s")
         curves = {}
         for (name, _), r in zip(jobs, results, strict=True):
-            history = cli.load_history(root / "table2" / name)
+            history = runs.load_history(root / "table2" / name)
             curves[r["label"]] = ([h["epoch"] for h in history], [h["valid_ppl_corpus"] for h in history])
         plot_lines(
             out / "training_curves.png",
@@ -323,12 +321,12 @@ def cmd_reproduce(args: argparse.Namespace) -> None:
             title="NVDM on 20NG: validation perplexity during training",
         )
     if args.part in ("all", "sweep"):
-        jobs = [(f"kappa-{k:g}", _experiment(args, SWEEP_BASE, {"kappa": k})) for k in SWEEP_KAPPAS]
-        jobs.append(("learned-kappa", _experiment(args, "v-nvdm-50-learned-kappa")))
-        results = cli.run_many(PIPELINE, jobs, root / "sweep", args.resume, args.jobs, cost=expected_cost)
+        jobs = [(f"kappa-{k:g}", configure(args, SWEEP_BASE, {"kappa": k})) for k in SWEEP_KAPPAS]
+        jobs.append(("learned-kappa", configure(args, "v-nvdm-50-learned-kappa")))
+        results = runs.run_many(PIPELINE, jobs, root / "sweep", args.resume, args.jobs, cost=expected_cost)
         table = test_table(results)
         title = "v-NVDM on 20NG, latent 50: test perplexity against kappa"
-        wall = cli.write_report(out, "kappa_sweep", title, table + "\n\n" + TABLE_NOTE, meta, {"rows": results})
+        wall = report.write(out, "kappa_sweep", title, table + "\n\n" + TABLE_NOTE, {"rows": results})
         print("\n" + table + "\n\n" + TABLE_NOTE + f"\n\nkappa sweep: wall time {wall:.0f} s")
         fixed = [r for r in results[: len(SWEEP_KAPPAS)] if "error" not in r]
         kappas = [r["config"]["kappa"] for r in fixed]
@@ -357,7 +355,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
 
     def command(name: str, help_text: str, func: Any, jobs: bool = True) -> argparse.ArgumentParser:
-        return cli.add_command(commands, name, help_text, func, "examples/runs/nvdm", jobs)
+        return runs.add_command(commands, name, help_text, func, "examples/runs/nvdm", jobs)
 
     p = command("train", "train and evaluate one model", cmd_train, jobs=False)
     p.add_argument("--preset", choices=sorted(PRESETS), help="start from a named configuration")
@@ -377,7 +375,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    return cli.main(build_parser(), argv)
+    return runs.main(build_parser(), argv)
 
 
 if __name__ == "__main__":

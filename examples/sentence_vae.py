@@ -35,7 +35,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import time
 from collections.abc import Sequence
@@ -45,16 +44,17 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import torch.distributed as dist
 import torch.nn.functional as F
-from textvae import cli
 from textvae import config as cfg
+from textvae import runs
+from textvae.checkpoint import load_checkpoint
 from textvae.data import Batches
+from textvae.environment import distributed_rank, process_group, select_device
 from textvae.evaluation import EvalConfig
 from textvae.lstm_vae import SentenceVAE, SentenceVAEConfig
-from textvae.results import plot_lines
+from textvae.report import Report, plot_lines, results_table
 from textvae.sentences import SentenceBatch, SentenceDataConfig, SentenceSplits, load_sentence_splits
-from textvae.training import TrainConfig, load_checkpoint, select_device
+from textvae.training import TrainConfig
 
 EXAMPLES = Path(__file__).resolve().parent
 RUNS = EXAMPLES / "runs" / "sentence_vae"
@@ -160,8 +160,8 @@ def label(flat: dict[str, Any]) -> str:
     return name + (" inputless" if flat["inputless"] else "") + (" skip" if flat["skip"] else "")
 
 
-def setup(experiment: Experiment, rank: int = 0, world_size: int = 1) -> cli.RunSetup:
-    """The model and batches of one run (see :class:`textvae.cli.Pipeline`)."""
+def setup(experiment: Experiment, rank: int = 0, world_size: int = 1) -> runs.RunSetup:
+    """The model and batches of one run (see :class:`textvae.runs.Pipeline`)."""
     splits = _splits(experiment.data)
     model = SentenceVAE(experiment.model, splits.vocab)
 
@@ -179,7 +179,7 @@ def setup(experiment: Experiment, rank: int = 0, world_size: int = 1) -> cli.Run
     )
     sizes = {split: len(getattr(splits, split)) for split in ("train", "valid", "test")}
     tokens = {split: getattr(splits, split).n_tokens() for split in ("train", "valid", "test")}
-    return cli.RunSetup(
+    return runs.RunSetup(
         model=model,
         train=train,
         valid=batches("valid", shuffle=False),
@@ -202,7 +202,7 @@ def summary(result: dict[str, Any]) -> str:
     )
 
 
-PIPELINE = cli.Pipeline(label=label, setup=setup, summary=summary)
+PIPELINE = runs.Pipeline(label=label, setup=setup, summary=summary)
 
 
 # -------------------------------------------------------------------------------------------- tables
@@ -252,7 +252,7 @@ def table_note(results: Sequence[dict[str, Any]]) -> str:
 
 def test_table(results: Sequence[dict[str, Any]]) -> str:
     """Markdown table of test metrics with the paper's row beside ours; failed runs listed under it."""
-    return cli.results_table(results, _TEST_COLUMNS, paper_number)
+    return results_table(results, _TEST_COLUMNS, paper_number)
 
 
 def collapse_notes(results: Sequence[dict[str, Any]]) -> str:
@@ -271,7 +271,7 @@ def collapse_notes(results: Sequence[dict[str, Any]]) -> str:
 
 
 # ------------------------------------------------------------------------------------------ commands
-def _experiment(args: argparse.Namespace, preset: str | None, quick: bool = False) -> Experiment:
+def configure(args: argparse.Namespace, preset: str | None, quick: bool = False) -> Experiment:
     """Defaults < preset < quick preset < flags given on the command line."""
     base = dict(PRESETS[preset]) if preset else {}
     if quick:
@@ -281,36 +281,19 @@ def _experiment(args: argparse.Namespace, preset: str | None, quick: bool = Fals
     return cfg.from_args(Experiment, args, base)
 
 
-def _init_distributed() -> bool:
-    """Join the process group when launched by torchrun with more than one process (gloo on CPU)."""
-    if int(os.environ.get("WORLD_SIZE", "1")) <= 1 or dist.is_initialized():
-        return False
-    dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
-    return True
-
-
 def cmd_train(args: argparse.Namespace) -> None:
-    experiment = _experiment(args, args.preset, args.quick)
-    flat = cfg.to_flat(experiment)
-    name = args.preset or label(flat).replace(" ", "-").replace("=", "")
-    run_dir = Path(args.run_dir) if args.run_dir else RUNS / "train" / name
-    started_group = _init_distributed()
-    main_process = not started_group or dist.get_rank() == 0
-    try:
-        if main_process:
-            print(cfg.describe(experiment))
-        result = cli.run_one(PIPELINE, experiment, run_dir, args.resume)
-        if main_process:
+    config = configure(args, args.preset, args.quick)
+    name = args.preset or label(cfg.to_flat(config)).replace(" ", "-").replace("=", "")
+    with process_group():
+        result = runs.run_one(PIPELINE, config, Path(args.run_dir or RUNS / "train" / name), args.resume)
+        if distributed_rank()[0] == 0:
             print("\n" + test_table([result]) + "\n\n" + table_note([result]))
-    finally:
-        if started_group:
-            dist.destroy_process_group()
 
 
 def cmd_compare(args: argparse.Namespace) -> None:
     started = time.perf_counter()
-    jobs = [(name, _experiment(args, name, quick=True)) for name in COMPARE_ROWS]
-    results = cli.run_many(PIPELINE, jobs, Path(args.run_dir or RUNS / "compare"), args.resume, args.jobs)
+    jobs = [(name, configure(args, name, quick=True)) for name in COMPARE_ROWS]
+    results = runs.run_many(PIPELINE, jobs, Path(args.run_dir or RUNS / "compare"), args.resume, args.jobs)
     print("\n" + test_table(results) + "\n\n" + table_note(results) + "\n\n" + collapse_notes(results))
     print(f"\nwall time {time.perf_counter() - started:.0f} s (this session)")
 
@@ -321,7 +304,7 @@ def _plot_curves(out: Path, stem: str, root: Path, jobs: Sequence[tuple[str, Any
     for (name, _), r in zip(jobs, results, strict=True):
         if "error" in r:
             continue
-        history = cli.load_history(root / name)
+        history = runs.load_history(root / name)
         for key, series in curves.items():
             series[r["label"]] = ([h["epoch"] for h in history], [h[key] for h in history])
     setting = "CPU quick preset" if "quick" in stem else "full size"
@@ -342,9 +325,9 @@ def cmd_reproduce(args: argparse.Namespace) -> None:
     stem = "table1_quick" if args.quick else "table1"
     root = Path(args.run_dir or RUNS / stem)
     out = Path(args.out)
-    meta = cli.start_report(args)
-    jobs = [(name, _experiment(args, name, args.quick)) for name in args.rows]
-    results = cli.run_many(PIPELINE, jobs, root, args.resume, args.jobs)
+    report = Report(args)
+    jobs = [(name, configure(args, name, args.quick)) for name in args.rows]
+    results = runs.run_many(PIPELINE, jobs, root, args.resume, args.jobs)
     table = test_table(results)
     if args.quick:
         title = "Sentence VAE on PTB, CPU quick preset: Table 1 rows and skip variants"
@@ -360,7 +343,7 @@ def cmd_reproduce(args: argparse.Namespace) -> None:
         caveat = "Full-size presets (embedding 100, LSTM 400, latent 50, kappa 35 standard / 80 inputless)."
     collapse = collapse_notes(results)
     body = f"{caveat}\n\n{table}\n\n{table_note(results)}\n\nPosterior collapse (test set):\n\n{collapse}"
-    wall = cli.write_report(out, stem, title, body, meta, {"rows": results})
+    wall = report.write(out, stem, title, body, {"rows": results})
     print("\n" + body + f"\n\nwall time {wall:.0f} s")
     _plot_curves(out, stem, root, jobs, results)
 
@@ -433,7 +416,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
 
     def command(name: str, help_text: str, func: Any, jobs: bool = True) -> argparse.ArgumentParser:
-        return cli.add_command(commands, name, help_text, func, "examples/runs/sentence_vae", jobs)
+        return runs.add_command(commands, name, help_text, func, "examples/runs/sentence_vae", jobs)
 
     def quick_flag(p: argparse.ArgumentParser) -> None:
         p.add_argument("--quick", action="store_true", help="apply the CPU quick preset (small model, PTB slice)")
@@ -469,7 +452,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    return cli.main(build_parser(), argv)
+    return runs.main(build_parser(), argv)
 
 
 if __name__ == "__main__":

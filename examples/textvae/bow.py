@@ -21,6 +21,7 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
+from .config import ConfigError, Settings, at_least, setting
 from .data import DataFormatError, find_data_file, holdout_split, read_lines
 
 __all__ = [
@@ -213,30 +214,16 @@ def load_bow_dataset(directory: str | Path | None = None, name: str | None = Non
 
 
 @dataclass(frozen=True)
-class BowDataConfig:
-    """Which corpus, and how the validation set is held out.
+class BowDataConfig(Settings):
+    """Which corpus, and how the validation set is held out."""
 
-    Attributes
-    ----------
-    data_dir : str
-        Directory with train.feat, test.feat and vocab.new (each optionally .gz), e.g. an RCV1-v2 copy in
-        Miao's format; empty for the embedded 20 Newsgroups.
-    valid_docs : int
-        Training documents held out for validation (early stopping, lr decay, model selection).
-    split_seed : int
-        Seed of the held-out split; independent of the training seed so every run sees the same split.
-    limit_docs : int
-        Use only the first N documents of train and of test (0: all). For smoke tests.
-    train_docs : int
-        Train on only N of the documents left after the validation hold-out, drawn with ``split_seed``
-        (0: all of them); the validation and test sets are unchanged. For learning curves.
-    """
-
-    data_dir: str = ""
-    valid_docs: int = 1000
-    split_seed: int = 0
-    limit_docs: int = 0
-    train_docs: int = 0
+    data_dir: str = setting(
+        "", "directory with train.feat, test.feat, vocab.new (each optionally .gz); empty: the embedded 20NG"
+    )
+    valid_docs: int = setting(1000, "training documents held out for validation", at_least(1))
+    split_seed: int = setting(0, "seed of the held-out split (independent of the training seed)")
+    limit_docs: int = setting(0, "use only the first N documents of train and of test (0: all)", at_least(0))
+    train_docs: int = setting(0, "train on N of the documents left after the hold-out (0: all)", at_least(0))
 
 
 @dataclass(frozen=True)
@@ -260,7 +247,8 @@ def load_splits(config: BowDataConfig) -> BowSplits:
     kept, held_out = holdout_split(len(train), config.valid_docs, config.split_seed)
     if config.train_docs:
         if config.train_docs > kept.numel():
-            raise ValueError(f"train_docs={config.train_docs}, but only {kept.numel()} training documents are left")
+            left = f"only {kept.numel()} training documents are left after the hold-out"
+            raise ConfigError(f"--train-docs must be at most that: {left}, got {config.train_docs}")
         if config.train_docs < kept.numel():
             subset, _ = holdout_split(kept.numel(), kept.numel() - config.train_docs, config.split_seed)
             kept = kept[subset]

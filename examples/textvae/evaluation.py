@@ -47,7 +47,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from .config import check_settings
+from .config import Settings, at_least, setting
 from .data import move_to_device
 from .progress import track
 from .vae import TextVAE
@@ -66,34 +66,13 @@ __all__ = [
 
 
 @dataclass(frozen=True)
-class EvalConfig:
-    """How the final (test) evaluation is done.
+class EvalConfig(Settings):
+    """How the final (test) evaluation is done."""
 
-    Attributes
-    ----------
-    eval_samples : int
-        Samples of ``z`` per example for the ELBO's reconstruction term.
-    iw_samples : int
-        Samples ``K`` of the importance-weighted bound; 0 skips it.
-    iw_chunk : int
-        Samples evaluated at once (memory ``iw_chunk * batch * vocab`` floats for the document model).
-    au_threshold : float
-        Active-units threshold, relative to the prior variance of a coordinate.
-    """
-
-    eval_samples: int = 20
-    iw_samples: int = 100
-    iw_chunk: int = 50
-    au_threshold: float = 0.01
-
-    def __post_init__(self) -> None:
-        check_settings(
-            self,
-            eval_samples=(lambda v: v >= 1, ">= 1"),
-            iw_samples=(lambda v: v >= 0, ">= 0 (0 skips the importance-weighted bound)"),
-            iw_chunk=(lambda v: v >= 1, ">= 1"),
-            au_threshold=(lambda v: 0 <= v < math.inf, ">= 0"),
-        )
+    eval_samples: int = setting(20, "samples of z per example for the ELBO's reconstruction term", at_least(1))
+    iw_samples: int = setting(100, "samples K of the importance-weighted bound (0: skip it)", at_least(0))
+    iw_chunk: int = setting(50, "IW samples evaluated at once (memory: iw_chunk x batch x vocabulary)", at_least(1))
+    au_threshold: float = setting(0.01, "active-units threshold, relative to the prior variance", at_least(0))
 
 
 def perplexity(nats_per_token: float) -> float:

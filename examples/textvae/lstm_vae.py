@@ -30,6 +30,7 @@ from torch import Tensor, nn
 from torch.distributions import Distribution
 from torch.nn.utils.rnn import pack_padded_sequence
 
+from .config import POSITIVE, PROBABILITY, Settings, at_least, setting
 from .latents import make_latent
 from .sentences import SentenceBatch, Vocabulary
 from .vae import TextVAE
@@ -38,43 +39,19 @@ __all__ = ["SentenceVAEConfig", "SentenceVAE"]
 
 
 @dataclass(frozen=True)
-class SentenceVAEConfig:
-    """Architecture of the sentence model.
+class SentenceVAEConfig(Settings):
+    """Architecture of the sentence model."""
 
-    Attributes
-    ----------
-    latent : str
-        gaussian, vmf, or none (a plain LSTM language model).
-    latent_dim : int
-        Dimension of z (the ambient dimension for vmf).
-    kappa : float
-        vMF concentration: fixed, or the starting value with learn_kappa.
-    learn_kappa : bool
-        Predict kappa per sentence instead of fixing it (vmf only).
-    embed : int
-        Word embedding size (encoder and decoder each have their own).
-    hidden : int
-        LSTM state size of the encoder and of each decoder layer.
-    layers : int
-        Decoder LSTM layers.
-    dropout : float
-        Dropout on the embeddings and on the decoder's output during training.
-    inputless : bool
-        Replace every decoder input word by <unk>, in training and evaluation.
-    skip : bool
-        Feed z to every decoder layer and to the output layer (Dieng et al. 2019).
-    """
-
-    latent: Literal["gaussian", "vmf", "none"] = "vmf"
-    latent_dim: int = 50
-    kappa: float = 35.0
-    learn_kappa: bool = False
-    embed: int = 100
-    hidden: int = 400
-    layers: int = 1
-    dropout: float = 0.5
-    inputless: bool = False
-    skip: bool = False
+    latent: Literal["gaussian", "vmf", "none"] = setting("vmf", "the latent variable (none: an LSTM language model)")
+    latent_dim: int = setting(50, "dimension of z (the ambient dimension for vmf)", at_least(2))
+    kappa: float = setting(35.0, "vMF concentration: fixed, or the start with --learn-kappa", POSITIVE)
+    learn_kappa: bool = setting(False, "predict kappa per sentence instead of fixing it (vmf only)")
+    embed: int = setting(100, "word embedding size (encoder and decoder each have their own)", at_least(1))
+    hidden: int = setting(400, "LSTM state size of the encoder and of each decoder layer", at_least(1))
+    layers: int = setting(1, "decoder LSTM layers", at_least(1))
+    dropout: float = setting(0.5, "dropout on the embeddings and the decoder's output in training", PROBABILITY)
+    inputless: bool = setting(False, "replace every decoder input word by <unk>, in training and evaluation")
+    skip: bool = setting(False, "feed z to every decoder layer and to the output layer (Dieng et al. 2019)")
 
 
 class SentenceVAE(TextVAE):

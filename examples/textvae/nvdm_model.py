@@ -24,6 +24,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.distributions import Distribution
 
+from .config import POSITIVE, PROBABILITY, Settings, at_least, setting
 from .latents import make_latent
 from .vae import TextVAE
 
@@ -31,37 +32,17 @@ __all__ = ["NVDMConfig", "NVDM"]
 
 
 @dataclass(frozen=True)
-class NVDMConfig:
-    """Architecture of the document model.
+class NVDMConfig(Settings):
+    """Architecture of the document model."""
 
-    Attributes
-    ----------
-    latent : str
-        ``gaussian`` or ``vmf``.
-    latent_dim : int
-        Dimension of ``z`` (the ambient dimension for vmf).
-    kappa : float
-        vMF concentration: fixed, or the starting value with ``learn_kappa``.
-    learn_kappa : bool
-        Predict kappa per document instead of fixing it (vmf only).
-    hidden : int
-        Width of the encoder's hidden layers.
-    encoder_layers : int
-        Number of tanh hidden layers of the encoder.
-    decoder_hidden : int
-        Width of a tanh hidden layer in the decoder; 0 for Miao's linear decoder.
-    dropout : float
-        Dropout on the encoder's hidden layers during training.
-    """
-
-    latent: Literal["gaussian", "vmf"] = "gaussian"
-    latent_dim: int = 50
-    kappa: float = 100.0
-    learn_kappa: bool = False
-    hidden: int = 500
-    encoder_layers: int = 2
-    decoder_hidden: int = 0
-    dropout: float = 0.0
+    latent: Literal["gaussian", "vmf"] = setting("gaussian", "the latent variable")
+    latent_dim: int = setting(50, "dimension of z (the ambient dimension for vmf)", at_least(2))
+    kappa: float = setting(100.0, "vMF concentration: fixed, or the start with --learn-kappa", POSITIVE)
+    learn_kappa: bool = setting(False, "predict kappa per document instead of fixing it (vmf only)")
+    hidden: int = setting(500, "width of the encoder's hidden layers", at_least(1))
+    encoder_layers: int = setting(2, "tanh hidden layers of the encoder", at_least(1))
+    decoder_hidden: int = setting(0, "width of a tanh hidden layer in the decoder (0: Miao's linear one)", at_least(0))
+    dropout: float = setting(0.0, "dropout on the encoder's hidden layers in training", PROBABILITY)
 
 
 class _CountLinear(nn.Module):

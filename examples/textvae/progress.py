@@ -10,19 +10,17 @@ __all__ = ["Progress", "track"]
 T = TypeVar("T")
 
 
-def _tqdm(**kwargs: Any) -> Any:
-    try:
-        from tqdm.auto import tqdm
-    except ImportError:
-        return None
-    return tqdm(leave=False, dynamic_ncols=True, **kwargs)
-
-
 class Progress:
-    """A bar advanced by hand, with a postfix (the training loop's running loss)."""
+    """A bar advanced by hand, with a postfix such as the running loss; a context manager that closes it."""
 
     def __init__(self, enabled: bool, total: int, initial: int, desc: str) -> None:
-        self.bar = _tqdm(total=total, initial=initial, desc=desc) if enabled else None
+        self.bar: Any = None
+        if enabled:
+            try:
+                from tqdm.auto import tqdm
+            except ImportError:
+                return
+            self.bar = tqdm(total=total, initial=initial, desc=desc, leave=False, dynamic_ncols=True)
 
     def update(self, **postfix: float) -> None:
         if self.bar is not None:
@@ -30,17 +28,17 @@ class Progress:
             if self.bar.n % 10 == 0 or self.bar.n == self.bar.total:  # formatting every step costs time
                 self.bar.set_postfix({k: f"{v:.4g}" for k, v in postfix.items()}, refresh=False)
 
-    def close(self) -> None:
+    def __enter__(self) -> Progress:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
         if self.bar is not None:
             self.bar.close()
 
 
 def track(items: Iterable[T], desc: str, enabled: bool) -> Iterator[T]:
     """``items`` with a bar over them (its total from ``len(items)`` where that exists)."""
-    progress = Progress(enabled, len(items) if hasattr(items, "__len__") else 0, 0, desc)
-    try:
+    with Progress(enabled, len(items) if hasattr(items, "__len__") else 0, 0, desc) as progress:
         for item in items:
             yield item
             progress.update()
-    finally:
-        progress.close()

@@ -22,14 +22,14 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import NamedTuple
+from typing import Literal, NamedTuple
 
 import torch
 from torch import Tensor
 
-from .config import ConfigError
+from .config import ConfigError, Settings, at_least, setting
 from .data import DataFormatError, find_data_file, read_lines
-from .results import portable_path
+from .report import portable_path
 
 __all__ = [
     "PAD",
@@ -56,29 +56,16 @@ EMBEDDED_PTB = Path(__file__).resolve().parents[1] / "data" / "ptb"
 
 
 @dataclass(frozen=True)
-class SentenceDataConfig:
-    """Which sentences to read.
+class SentenceDataConfig(Settings):
+    """Which sentences to read."""
 
-    Attributes
-    ----------
-    data_dir : str
-        Directory with train.txt, valid.txt, test.txt (each optionally gzipped); empty for the Penn Treebank
-        shipped in examples/data/ptb.
-    data_format : str
-        ptb, yelp (a rating 0..4 first on each line) or yahoo (_UNK for unknown words).
-    min_words : int
-        Skip sentences with fewer words (2, as the loader of Xu & Durrett's code).
-    limit_sentences : int
-        Train on the first this many training sentences only (0: all); the vocabulary comes from them.
-    limit_eval_sentences : int
-        Validate and test on the first this many sentences of each split only (0: all).
-    """
-
-    data_dir: str = ""
-    data_format: str = "ptb"
-    min_words: int = 2
-    limit_sentences: int = 0
-    limit_eval_sentences: int = 0
+    data_dir: str = setting("", "directory with train.txt, valid.txt, test.txt (or .gz); empty: the embedded PTB")
+    data_format: Literal["ptb", "yelp", "yahoo"] = setting(
+        "ptb", "yelp: a rating 0..4 first on each line; yahoo: _UNK for unknown words"
+    )
+    min_words: int = setting(2, "skip sentences with fewer words (2, as Xu & Durrett's loader)", at_least(0))
+    limit_sentences: int = setting(0, "train on the first N sentences only (0: all)", at_least(0))
+    limit_eval_sentences: int = setting(0, "validate and test on the first N sentences only (0: all)", at_least(0))
 
 
 class Vocabulary:

@@ -1,20 +1,15 @@
-"""Make the example pipelines importable (``textvae``, ``nvdm``) and provide small synthetic corpora."""
+"""Small synthetic corpora for the tests of the examples (pytest puts examples/ on the import path: see
+``pythonpath`` in pyproject.toml)."""
 
 from __future__ import annotations
 
 import os
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import torch
-
-EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
-if str(EXAMPLES) not in sys.path:
-    sys.path.insert(0, str(EXAMPLES))
-
-from textvae.bow import BowCorpus  # noqa: E402
+from textvae.bow import BowCorpus
 
 
 def random_corpus(n_docs: int, vocab_size: int, seed: int) -> BowCorpus:

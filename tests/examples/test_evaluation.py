@@ -7,7 +7,7 @@ import math
 
 import pytest
 import textvae.evaluation
-import textvae.results
+import textvae.report
 import torch
 from textvae.evaluation import EvalConfig, active_units, elbo_terms, evaluate, iw_nll, perplexities
 from textvae.latents import GaussianLatent
@@ -135,6 +135,6 @@ def test_evaluation_restores_training_mode() -> None:
     assert model.training
 
 
-@pytest.mark.parametrize("module", [textvae.evaluation, textvae.results])
+@pytest.mark.parametrize("module", [textvae.evaluation, textvae.report])
 def test_doctests(module: object) -> None:
     assert doctest.testmod(module, optionflags=doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE).failed == 0

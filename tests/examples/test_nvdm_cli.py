@@ -9,14 +9,13 @@ import signal
 import subprocess
 import sys
 import time
-import types
 from pathlib import Path
 
 import nvdm
 import pytest
 import torch
-from textvae import cli
 from textvae import config as cfg
+from textvae import runs
 
 SMALL = [
     "--limit-docs", "300", "--valid-docs", "60", "--hidden", "32", "--latent-dim", "4", "--batch-size", "32",
@@ -110,7 +109,7 @@ def test_malformed_data_is_reported_with_file_and_line(tmp_path: Path, capsys: p
 
 def test_presets_and_flags_combine() -> None:
     args = nvdm.build_parser().parse_args(["train", "--preset", "v-nvdm-25", "--kappa", "50"])
-    experiment = nvdm._experiment(args, args.preset)
+    experiment = nvdm.configure(args, args.preset)
     assert (experiment.model.latent, experiment.model.latent_dim, experiment.model.kappa) == ("vmf", 25, 50.0)
     assert experiment.train.lr == nvdm.PRESETS["v-nvdm-25"]["lr"]
 
@@ -187,7 +186,7 @@ def test_kill_stops_parallel_runs_with_their_checkpoints_and_no_orphans(tmp_path
 )
 def test_paper_numbers_only_beside_the_same_configuration(flags: list[str], paper: int | None) -> None:
     args = nvdm.build_parser().parse_args(["train", *flags])
-    experiment = nvdm._experiment(args, args.preset)
+    experiment = nvdm.configure(args, args.preset)
     data_name = "20ng" if not experiment.data.data_dir else "rcv1"
     result = {"config": nvdm.cfg.to_flat(experiment), "data": {"name": data_name}}
     assert nvdm.paper_number(result) == paper
@@ -197,7 +196,7 @@ def test_a_truncated_budget_hides_the_paper_column_and_points_to_the_full_run() 
     """The quick start trains 25 epochs: its table used to sit beside the paper's numbers with no word that
     the budget was cut short (the vMF model's best epoch was its last)."""
     args = nvdm.build_parser().parse_args(["compare"])
-    quick = nvdm._experiment(args, "v-nvdm-25", nvdm.QUICK_BUDGET)
+    quick = nvdm.configure(args, "v-nvdm-25", nvdm.QUICK_BUDGET)
     result = {
         "label": "v-NVDM d=25 kappa=100",
         "config": nvdm.cfg.to_flat(quick),
@@ -215,36 +214,14 @@ def test_a_truncated_budget_hides_the_paper_column_and_points_to_the_full_run() 
     assert nvdm.budget_note([{**result, "stop_reason": "early stopping"}]) == ""
 
 
-def test_parallel_runs_start_with_the_longest_and_keep_the_table_order(monkeypatch: pytest.MonkeyPatch) -> None:
-    """run_many hands the runs to its workers in decreasing expected cost and returns them in job order."""
-    started: list[str] = []
-
-    class SerialPool:  # stands in for the process pool: runs the jobs here, in the order they are given
-        def __init__(self, processes: int, initializer: object = None, initargs: tuple = ()) -> None:
-            pass
-
-        def __enter__(self) -> SerialPool:
-            return self
-
-        def __exit__(self, *exc: object) -> None:
-            pass
-
-        def map_async(self, func, work, chunksize):  # type: ignore[no-untyped-def]
-            done = [func(job) for job in work]
-            return types.SimpleNamespace(get=lambda: done)
-
-    def fake_run(job):  # type: ignore[no-untyped-def]
-        started.append(job[2].name)
-        return {"label": job[2].name}
-
-    context = types.SimpleNamespace(Pool=SerialPool, Event=lambda: None)
-    monkeypatch.setattr(cli.multiprocessing, "get_context", lambda method: context)
-    monkeypatch.setattr(cli, "_run_in_worker", fake_run)
+def test_parallel_runs_start_with_the_longest() -> None:
+    """run_many starts the runs in decreasing expected cost, so that no process is left alone with a long
+    run at the end (it returns them in job order)."""
     args = nvdm.build_parser().parse_args(["reproduce"])
-    jobs = [(name, nvdm._experiment(args, name)) for name in nvdm.TABLE2_ROWS]
-    results = cli.run_many(nvdm.PIPELINE, jobs, Path("runs"), False, 2, cost=nvdm.expected_cost)
-    assert started == ["v-nvdm-200", "g-nvdm-200", "v-nvdm-50", "g-nvdm-50", "v-nvdm-25"]
-    assert [r["label"] for r in results] == list(nvdm.TABLE2_ROWS)
+    jobs = [(name, nvdm.configure(args, name)) for name in nvdm.TABLE2_ROWS]
+    order = [nvdm.TABLE2_ROWS[i] for i in runs.longest_first(jobs, nvdm.expected_cost)]
+    assert order == ["v-nvdm-200", "g-nvdm-200", "v-nvdm-50", "g-nvdm-50", "v-nvdm-25"]
+    assert runs.longest_first(jobs, None) == list(range(len(jobs)))
 
 
 def test_a_diverging_run_stops_with_one_error_line(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:

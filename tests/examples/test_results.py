@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from textvae.results import REPOSITORY, portable_path, run_metadata
+from textvae.report import REPOSITORY, portable_path, run_metadata
 
 # A machine folder anywhere in a path, also after a prefix such as <outside>.
 ABSOLUTE = re.compile(r"(?<![\w.])/(?:work|tmp|root|home|Users|mnt|opt|var|usr)/")

@@ -63,7 +63,7 @@ def test_interpolation_points_stay_on_the_sphere() -> None:
 def test_presets_quick_preset_and_flags_combine() -> None:
     parse = sentence_vae.build_parser().parse_args
     args = parse(["train", "--preset", "vmf-vae-inputless"])
-    e = sentence_vae._experiment(args, args.preset)
+    e = sentence_vae.configure(args, args.preset)
     assert (e.model.latent, e.model.kappa, e.model.inputless, e.model.hidden, e.model.embed) == (
         "vmf",
         80.0,
@@ -72,11 +72,11 @@ def test_presets_quick_preset_and_flags_combine() -> None:
         100,
     )
     args = parse(["train", "--preset", "g-vae", "--quick", "--hidden", "32"])
-    e = sentence_vae._experiment(args, args.preset, args.quick)
+    e = sentence_vae.configure(args, args.preset, args.quick)
     assert e.model.hidden == 32 and e.data.limit_sentences == sentence_vae.QUICK["limit_sentences"]
     assert e.train.kl_warmup_steps == sentence_vae.QUICK_ANNEALING["kl_warmup_steps"]
     args = parse(["train", "--preset", "vmf-vae", "--quick"])
-    assert sentence_vae._experiment(args, args.preset, args.quick).train.kl_warmup_steps == 0  # vMF: no annealing
+    assert sentence_vae.configure(args, args.preset, args.quick).train.kl_warmup_steps == 0  # vMF: no annealing
 
 
 @pytest.mark.parametrize(

@@ -10,11 +10,12 @@ from pathlib import Path
 import pytest
 import torch
 from textvae.data import Batches
+from textvae.environment import seed_everything
 from textvae.evaluation import elbo_terms, iw_nll, mutual_information
 from textvae.latents import GaussianLatent
 from textvae.lstm_vae import SentenceVAE, SentenceVAEConfig
 from textvae.sentences import SentenceDataConfig, SentenceSplits, load_sentence_splits
-from textvae.training import TrainConfig, Trainer, seed_everything
+from textvae.training import TrainConfig, Trainer
 from textvae.vae import TextVAE
 from torch.distributions import Distribution, Independent, MultivariateNormal, Normal
 

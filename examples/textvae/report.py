@@ -1,24 +1,30 @@
-"""Provenance and presentation of results: run metadata, Markdown / JSON tables, plots.
+"""Provenance and presentation of results: run metadata, Markdown / JSON reports, tables, plots.
 
-Every committed result carries the exact command, the git commit, the machine (CPU model, threads,
-GPU), the library versions and the wall time, so that a number in a table can be traced and re-run.
+Every committed result carries the exact command, the git commit, the machine (CPU model, threads, GPU),
+the library versions, the wall time and the load, so that a number in a table can be traced and re-run,
+and only paths relative to the repository.
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import platform
 import subprocess
 import sys
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 import torch
 
-__all__ = ["portable_path", "git_commit", "machine_info", "run_metadata", "write_json", "markdown_table", "plot_lines"]
+from .environment import select_device
+
+__all__ = ["portable_path", "git_commit", "machine_info", "run_metadata", "write_json", "markdown_table"]
+__all__ += ["results_table", "Report", "plot_lines"]
 
 
 def git_commit(path: str | Path = ".") -> str:
@@ -64,7 +70,7 @@ def machine_info(device: torch.device | None = None) -> dict[str, Any]:
     return info
 
 
-#: The repository the examples belong to (examples/textvae/results.py -> the root).
+#: The repository the examples belong to (examples/textvae/report.py -> the root).
 REPOSITORY = Path(__file__).resolve().parents[2]
 
 
@@ -125,6 +131,46 @@ def markdown_table(rows: Sequence[dict[str, Any]], columns: Sequence[tuple[str, 
             cells.append("–" if value is None else format(value, spec))
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
+
+
+def results_table(
+    results: Sequence[dict[str, Any]], columns: Sequence[tuple[str, str, str]], paper: Callable[[dict[str, Any]], Any]
+) -> str:
+    """Markdown table of the test metrics of finished runs (``columns`` as in :func:`markdown_table`), with
+    ``paper(result)`` in the ``paper`` column; failed runs are listed under it with their error."""
+    keys = ("label", "best_epoch", "train_seconds", "cpu_seconds", "tokens_per_second")
+    rows = [{**r["test"], **{k: r.get(k) for k in keys}, "paper": paper(r)} for r in results if "error" not in r]
+    failed = "".join(f"\n\n{r['label']}: failed: {r['error']}" for r in results if "error" in r)
+    return markdown_table(rows, columns) + failed
+
+
+class Report:
+    """The provenance of a command, taken when it starts, and the reports it writes."""
+
+    def __init__(self, args: argparse.Namespace) -> None:
+        device = select_device(getattr(args, "device", "auto"))
+        self.meta = {**run_metadata(device), "jobs": getattr(args, "jobs", 1)}
+        self.started = time.perf_counter()
+
+    def write(self, out: Path, stem: str, title: str, body: str, payload: dict[str, Any]) -> float:
+        """``out/stem.md`` (title, body, provenance) and ``out/stem.json`` (provenance and ``payload``), with
+        the wall time since the start (or the previous report) and the load average now; returns the time."""
+        wall, self.started = time.perf_counter() - self.started, time.perf_counter()
+        meta = {**self.meta, "wall_seconds": wall, "load_average_end": [round(x, 2) for x in os.getloadavg()]}
+        write_json(out / f"{stem}.json", {**meta, **payload})
+        m, package = meta["machine"], meta["spherical_dists"]
+        (out / f"{stem}.md").write_text(
+            f"# {title}\n\n{body}\n\n"
+            f"- command: `{meta['command']}`\n"
+            f"- commit: `{meta['commit']}`; spherical_dists {package['version']} from `{package['path']}` at "
+            f"`{package['commit']}`\n"
+            f"- machine: {m['cpu']}, {m['cpu_count']} CPUs, {meta['jobs']} model(s) trained at a time; device "
+            f"{m['device']}; torch {m['torch']}, Python {m['python']}\n"
+            f"- load average (1 / 5 / 15 min) at the start {m['load_average']}, at the end {meta['load_average_end']}\n"
+            f"- date: {meta['date']}\n"
+            f"- wall time: {wall:.0f} s\n"
+        )
+        return wall
 
 
 def plot_lines(

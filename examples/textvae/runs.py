@@ -1,0 +1,283 @@
+"""What the example scripts share: one run end to end, several runs at once, and the command-line frame.
+
+An example describes itself by a :class:`Pipeline` (how to label a configuration, build the model and the
+batches of a run, and summarise its result); then
+
+* :func:`run_one` trains (or resumes) one model, evaluates it on the test set and writes ``result.json``;
+* :func:`run_many` runs named experiments one after the other, or ``--jobs`` at a time in ordinary child
+  processes, which save their checkpoint and stop with their command, even after ``kill -9`` of it;
+* :func:`main` runs a command and turns interruptions and the errors a user can fix into one line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import multiprocessing
+import multiprocessing.connection
+import os
+import signal
+import sys
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from . import config as cfg
+from .checkpoint import CheckpointError
+from .data import Batches, DataFormatError
+from .environment import available_cores, die_with_parent, distributed_rank, seed_everything
+from .evaluation import evaluate
+from .report import write_json
+from .training import RESUMABLE_CHANGES, NonFiniteLossError, Trainer
+from .vae import TextVAE
+
+__all__ = ["RunSetup", "Pipeline", "RunError", "run_one", "longest_first", "run_many", "load_history"]
+__all__ += ["add_command", "main"]
+
+
+@dataclass
+class RunSetup:
+    """The pieces of one run: the fresh model, training batches (this process's shard under data
+    parallelism) and validation batches, a callable returning fresh test batches, ``data`` (the data set's
+    name and split sizes, for the result file) and a one-line ``description`` for the log."""
+
+    model: TextVAE
+    train: Batches
+    valid: Batches
+    test: Callable[[], Iterable[Any]]
+    data: dict[str, Any]
+    description: str
+
+
+@dataclass(frozen=True)
+class Pipeline:
+    """An example's own parts, module-level functions (child processes load them by name):
+    ``label(flat_config) -> str``, ``setup(experiment, rank, world_size) -> RunSetup`` and
+    ``summary(result) -> str``, one line of test metrics."""
+
+    label: Callable[[dict[str, Any]], str]
+    setup: Callable[[Any, int, int], RunSetup]
+    summary: Callable[[dict[str, Any]], str]
+
+
+class RunError(RuntimeError):
+    """A command that cannot do what it was asked, for a reason its message gives."""
+
+
+def _finished(result_path: Path, experiment: Any, test: bool) -> dict[str, Any] | None:
+    """The result in ``result_path`` if it is of the same configuration and as complete as asked."""
+    if not result_path.exists():
+        return None
+    try:
+        previous = json.loads(result_path.read_text())
+        if not isinstance(previous, dict) or not {"config", "test"} <= previous.keys():
+            raise ValueError("not a result of this program")
+    except (OSError, ValueError) as error:  # UnicodeDecodeError and JSONDecodeError are ValueErrors
+        raise CheckpointError(
+            f"{result_path} is damaged ({type(error).__name__}: {error}); delete it to evaluate the run again"
+        ) from None
+    # A larger max_epochs or patience continues the run from its checkpoint instead of reusing it.
+    ignored = RESUMABLE_CHANGES - {"max_epochs", "patience"}
+    same = not cfg.changed_settings(type(experiment), previous["config"], cfg.to_flat(experiment)) - ignored
+    return previous if same and (previous["test"] is not None or not test) else None
+
+
+def run_one(
+    pipeline: Pipeline, experiment: Any, run_dir: Path, resume: bool, test: bool = True, prefix: str = ""
+) -> dict[str, Any]:
+    """Train one model (or continue it), evaluate it on the test set, write and return ``run_dir/result.json``.
+
+    With ``resume`` and a finished ``result.json`` of the same configuration, that result is returned as is.
+    ``test=False`` skips the test set (model selection must never see it); ``prefix`` starts every log line.
+    Under data parallelism every process trains, and rank 0 alone evaluates and writes the result.
+    """
+    flat = cfg.to_flat(experiment)
+    label = pipeline.label(flat)
+    rank, world_size = distributed_rank()
+
+    def log(line: str) -> None:
+        if rank == 0:
+            print(prefix + line, flush=True)
+
+    previous = _finished(run_dir / "result.json", experiment, test) if resume else None
+    if previous is not None:
+        log(f"{label}: already finished in {run_dir}")
+        return previous
+    # One thread per core, shared among the processes of this machine under torchrun.
+    local_processes = int(os.environ.get("LOCAL_WORLD_SIZE", 1))
+    torch.set_num_threads(experiment.train.threads or max(1, available_cores() // local_processes))
+    seed_everything(experiment.train.seed)
+    setup = pipeline.setup(experiment, rank, world_size)
+    trainer = Trainer(setup.model, setup.train, setup.valid, experiment.train, run_dir, run_config=flat, log=log)
+    processes = f", {world_size} processes" if world_size > 1 else ""
+    log(f"{label}: {setup.description}; {trainer.device}{processes}, {torch.get_num_threads()} thread(s); {run_dir}")
+    fit = trainer.fit(resume=resume)
+    speeds = [h["tokens_per_second"] for h in fit.history]
+    result: dict[str, Any] = {
+        "label": label,
+        "config": flat,
+        "data": setup.data,
+        "best_epoch": fit.best_epoch,
+        "epochs": fit.epochs,
+        "stop_reason": fit.stop_reason,
+        "train_seconds": fit.train_seconds,
+        "cpu_seconds": fit.cpu_seconds,
+        "tokens_per_second": sum(speeds) / len(speeds),
+        "world_size": world_size,
+        "valid": fit.best_valid,
+        "test": None,
+    }
+    if rank != 0:
+        return result
+    if test:
+        log(f"{label}: best epoch {fit.best_epoch} of {fit.epochs} ({fit.stop_reason}); evaluating on test")
+        started = time.perf_counter()
+        result["test"] = evaluate(setup.model, setup.test, experiment.eval, log, experiment.train.progress)
+        result["eval_seconds"] = time.perf_counter() - started
+        log(pipeline.summary(result))
+    write_json(run_dir / "result.json", result)
+    return result
+
+
+_Job = tuple[Pipeline, Any, Path, bool, bool, str]
+
+
+def _run_or_report(job: _Job) -> dict[str, Any]:
+    """:func:`run_one`, except that a diverged or interrupted run becomes a result with an ``error``, so that
+    one bad setting (a learning rate too large) does not stop the runs beside it."""
+    pipeline, experiment, _, _, _, prefix = job
+    flat = cfg.to_flat(experiment)
+    try:
+        return run_one(*job)
+    except NonFiniteLossError as error:
+        print(f"{prefix}error: {error}", file=sys.stderr, flush=True)
+        return {"label": pipeline.label(flat), "config": flat, "error": str(error)}
+    except KeyboardInterrupt:
+        return {"label": pipeline.label(flat), "config": flat, "error": "interrupted; run again with --resume"}
+
+
+def _child(job: _Job, results: Any, parent: int) -> None:
+    """A run in a child process of :func:`run_many`; its result goes back through ``results``."""
+    die_with_parent()
+    if os.getppid() != parent:  # the parent died before the request took effect
+        return
+    signal.signal(signal.SIGTERM, _interrupt)
+    results.send(_run_or_report(job))
+
+
+def longest_first(jobs: Sequence[tuple[str, Any]], cost: Callable[[Any], float] | None) -> list[int]:
+    """The indices of ``jobs`` in decreasing ``cost(experiment)`` (stable: equal costs keep their order)."""
+    return sorted(range(len(jobs)), key=lambda i: -cost(jobs[i][1]) if cost else 0)
+
+
+def run_many(
+    pipeline: Pipeline,
+    jobs: Sequence[tuple[str, Any]],
+    root: Path,
+    resume: bool,
+    n_jobs: int,
+    test: bool = True,
+    cost: Callable[[Any], float] | None = None,
+) -> list[dict[str, Any]]:
+    """Run named experiments under ``root/name``, one after the other or ``n_jobs`` at a time.
+
+    At most one process per core runs, each with ``cores // n_jobs`` threads (unless ``--threads`` says
+    otherwise) and no progress bar, its log lines prefixed with its name. ``cost(experiment)``, a rough
+    relative duration, starts the longest runs first; the results keep the order of ``jobs``. A run that
+    diverged or was interrupted comes back as ``{"label", "config", "error"}``.
+    """
+    n_jobs = min(n_jobs, len(jobs), available_cores())
+    if n_jobs <= 1:
+        return [_run_or_report((pipeline, e, root / name, resume, test, "")) for name, e in jobs]
+    threads = max(1, available_cores() // n_jobs)
+    work = [
+        (pipeline, replace(e, train=replace(e.train, threads=e.train.threads or threads, progress=False)))
+        + (root / name, resume, test, f"[{name}] ")
+        for name, e in jobs
+    ]
+    queue = longest_first(jobs, cost)
+    context = multiprocessing.get_context("spawn")  # a fresh interpreter, never a fork of running thread pools
+    running: dict[Any, tuple[int, Any]] = {}
+    results: list[dict[str, Any]] = [{}] * len(work)
+    try:
+        while queue or running:
+            while queue and len(running) < n_jobs:
+                i = queue.pop(0)
+                receive, send = context.Pipe(duplex=False)
+                process = context.Process(target=_child, args=(work[i], send, os.getpid()))
+                process.start()
+                send.close()
+                running[receive] = (i, process)
+            for receive in multiprocessing.connection.wait(list(running)):
+                i, process = running.pop(receive)
+                try:
+                    results[i] = receive.recv()
+                except EOFError:  # the child died without a result
+                    results[i] = {"label": jobs[i][0], "config": cfg.to_flat(jobs[i][1]), "error": "process died"}
+                process.join()
+    except KeyboardInterrupt:  # Ctrl-C reaches the children by itself, kill this process only: tell them
+        for _, process in running.values():
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(process.pid, signal.SIGTERM)
+        for _, process in running.values():
+            process.join()  # each finishes its step and writes its checkpoint
+        raise
+    return results
+
+
+def load_history(run_dir: Path) -> list[dict[str, Any]]:
+    """The per-epoch records of a run (its ``metrics.jsonl``)."""
+    return [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines() if line]
+
+
+def add_command(
+    commands: Any, name: str, help_text: str, func: Callable[[argparse.Namespace], None], runs: str, jobs: bool = True
+) -> argparse.ArgumentParser:
+    """A sub-command with ``--run-dir``, ``--resume`` and (with ``jobs``) ``--jobs``; ``runs`` names the
+    default run directory in the help."""
+    p = commands.add_parser(name, help=help_text, description=help_text)
+    p.set_defaults(func=func)
+    p.add_argument("--run-dir", help=f"where checkpoints, metrics.jsonl and result.json go (default: {runs}/...)")
+    p.add_argument("--resume", action="store_true", help="continue interrupted runs from their last checkpoint")
+    if jobs:
+        p.add_argument("--jobs", type=int, default=1, help="models trained at once, one process each (default: 1)")
+    return p
+
+
+def _interrupt(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt
+
+
+def main(parser: argparse.ArgumentParser, argv: Sequence[str] | None = None) -> int:
+    """Parse ``argv`` and run the command's ``func``; SIGTERM stops it like Ctrl-C (exit code 130, runs
+    resumable), and an error a user can fix is one ``error:`` line (exit code 1)."""
+    args = parser.parse_args(argv)
+    if getattr(args, "jobs", 1) < 1:
+        parser.error(f"--jobs must be >= 1, got {args.jobs}")
+    previous = signal.signal(signal.SIGTERM, _interrupt)
+    try:
+        args.func(args)
+    except KeyboardInterrupt:
+        print("interrupted: run the same command with --resume to continue", file=sys.stderr)
+        return 130
+    except (
+        NonFiniteLossError,
+        CheckpointError,
+        DataFormatError,
+        FileNotFoundError,
+        cfg.ConfigError,
+        RunError,
+    ) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    except OSError as error:  # a result or log that cannot be written, a full disk
+        print(f"error: {error.filename or 'a file'}: {error.strerror or error}", file=sys.stderr)
+        return 1
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    return 0
