@@ -11,7 +11,6 @@ Modules, generic over the model unless said otherwise:
 * :mod:`textvae.checkpoint`: verified checkpoints, the run directory's lock, random states.
 * :mod:`textvae.environment`: seeds, device, cores and threads, the torchrun process group, signals.
 * :mod:`textvae.evaluation`: perplexities from the ELBO, importance-weighted bound, active units, embeddings.
-* :mod:`textvae.clustering`: movMF and spherical k-means with restarts, tf-idf, NMI and ARI.
 * :mod:`textvae.config`: configuration sections (settings with their help and rule) and their flags.
 * :mod:`textvae.runs`: one run end to end, several at once, the command frame of the scripts.
 * :mod:`textvae.report`: run metadata, reports (Markdown + JSON), tables and plots.

@@ -24,17 +24,8 @@ from torch import Tensor
 from .config import ConfigError, Settings, at_least, setting
 from .data import DataFormatError, find_data_file, holdout_split, read_lines
 
-__all__ = [
-    "BowCorpus",
-    "BowDataset",
-    "BowDataConfig",
-    "BowSplits",
-    "read_vocab",
-    "read_feat",
-    "load_bow_dataset",
-    "load_splits",
-    "EMBEDDED_20NG",
-]
+__all__ = ["BowCorpus", "BowDataset", "BowDataConfig", "BowSplits", "read_vocab", "read_feat", "load_bow_dataset"]
+__all__ += ["load_splits", "EMBEDDED_20NG"]
 
 #: The 20 Newsgroups files shipped with the examples (Miao's preprocessing, 2,000 words).
 EMBEDDED_20NG = Path(__file__).resolve().parent.parent / "data" / "20ng"
@@ -42,21 +33,9 @@ EMBEDDED_20NG = Path(__file__).resolve().parent.parent / "data" / "20ng"
 
 @dataclass(frozen=True)
 class BowCorpus:
-    """Documents as sparse count vectors over a fixed vocabulary (CSR layout).
-
-    Attributes
-    ----------
-    row_ptr : Tensor
-        ``int64`` of shape ``(D + 1,)``: the entries of document ``d`` are ``row_ptr[d]:row_ptr[d+1]``.
-    word_ids : Tensor
-        ``int64`` of shape ``(nnz,)``, 0-based word ids.
-    counts : Tensor
-        ``float32`` of shape ``(nnz,)``, positive counts.
-    labels : tuple of str
-        The first field of each line.
-    vocab_size : int
-        Number of words ``V``; every id is below it.
-    """
+    """Documents as sparse count vectors over ``vocab_size`` words (CSR): the entries of document ``d`` are
+    ``row_ptr[d]:row_ptr[d+1]`` (``int64``, ``(D + 1,)``) of ``word_ids`` (``int64``, 0-based) and ``counts``
+    (``float32``, positive); ``labels`` holds the first field of each line."""
 
     row_ptr: Tensor
     word_ids: Tensor
@@ -113,13 +92,8 @@ class BowDataset:
 
 
 def read_vocab(path: str | Path) -> tuple[str, ...]:
-    """Read a ``vocab.new`` file: one word per line, optionally followed by whitespace and a count.
-
-    Raises
-    ------
-    DataFormatError
-        A blank line, or a count that is not an integer.
-    """
+    """The words of a ``vocab.new`` file, one per line, optionally followed by a count (DataFormatError for a
+    blank line or a count that is not an integer)."""
     words = []
     for line_number, line in read_lines(path):
         fields = line.split()
@@ -154,16 +128,9 @@ def _parse_feat_line(fields: list[str], vocab_size: int) -> tuple[list[int], lis
 
 
 def read_feat(path: str | Path, vocab_size: int) -> BowCorpus:
-    """Read a ``*.feat`` file (``LABEL id:count ...`` per line) into a :class:`BowCorpus`.
-
-    Documents without any word (a line holding only the label) are skipped with a warning, as in the
-    reference implementations: a document of length 0 has no perplexity.
-
-    Raises
-    ------
-    DataFormatError
-        A malformed line; the message gives the file, the line number and what is wrong.
-    """
+    """A ``*.feat`` file (``LABEL id:count ...`` per line) as a :class:`BowCorpus`; a malformed line raises a
+    DataFormatError naming file, line and fault. Documents without a word are skipped with a warning, as in the
+    reference implementations: a document of length 0 has no perplexity."""
     row_ptr, word_ids, counts, labels = [0], [], [], []
     empty = 0
     for line_number, line in read_lines(path):
@@ -197,15 +164,9 @@ def read_feat(path: str | Path, vocab_size: int) -> BowCorpus:
 
 
 def load_bow_dataset(directory: str | Path | None = None, name: str | None = None) -> BowDataset:
-    """Load ``train.feat``, ``test.feat`` and ``vocab.new`` (each optionally ``.gz``) from ``directory``.
-
-    Parameters
-    ----------
-    directory
-        The corpus directory; ``None`` loads the embedded 20 Newsgroups copy (:data:`EMBEDDED_20NG`).
-    name
-        A label for logs and tables; defaults to the directory name.
-    """
+    """``train.feat``, ``test.feat`` and ``vocab.new`` (each optionally ``.gz``) of ``directory`` (``None``: the
+    embedded 20 Newsgroups, :data:`EMBEDDED_20NG`); ``name`` labels it in logs and tables (default: the
+    directory's name)."""
     directory = Path(directory) if directory is not None else EMBEDDED_20NG
     vocab = read_vocab(find_data_file(directory, "vocab.new"))
     train = read_feat(find_data_file(directory, "train.feat"), len(vocab))

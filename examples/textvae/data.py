@@ -17,16 +17,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
-__all__ = [
-    "DataFormatError",
-    "read_lines",
-    "find_data_file",
-    "holdout_split",
-    "Batches",
-    "CollatingDataset",
-    "move_to_device",
-    "derive_seed",
-]
+__all__ = ["DataFormatError", "read_lines", "find_data_file", "holdout_split", "Batches", "move_to_device"]
+__all__ += ["derive_seed"]
 
 
 class DataFormatError(ValueError):
@@ -61,13 +53,7 @@ def read_lines(path: str | Path) -> Iterator[tuple[int, str]]:
 
 
 def find_data_file(directory: str | Path, name: str) -> Path:
-    """``directory/name`` or, if that does not exist, ``directory/name.gz``.
-
-    Raises
-    ------
-    FileNotFoundError
-        Neither exists; the message lists both paths tried.
-    """
+    """``directory/name`` or, if that does not exist, ``directory/name.gz`` (FileNotFoundError if neither does)."""
     plain = Path(directory) / name
     for candidate in (plain, plain.with_name(name + ".gz")):
         if candidate.is_file():
@@ -76,30 +62,19 @@ def find_data_file(directory: str | Path, name: str) -> Path:
 
 
 def derive_seed(*key: int) -> int:
-    """A 32-bit seed (valid for Python, numpy and torch) that is a well-mixed function of the integers in ``key``.
-
-    Mixing through :class:`numpy.random.SeedSequence` keeps the streams of (seed, epoch) pairs distinct; a
-    sum such as ``seed + epoch`` would give seed 1 / epoch 0 the same order as seed 0 / epoch 1.
-    """
+    """A 32-bit seed (for Python, numpy and torch), a well-mixed function of the integers in ``key``: through
+    :class:`numpy.random.SeedSequence`, not a sum, which would give seed 1 / epoch 0 the order of seed 0 / epoch 1."""
     return int(np.random.SeedSequence([int(k) for k in key]).generate_state(1, dtype=np.uint32)[0])
 
 
 def _seeded_generator(*key: int) -> torch.Generator:
-    """A CPU generator seeded with :func:`derive_seed` of ``key``."""
     return torch.Generator().manual_seed(derive_seed(*key))
 
 
 def holdout_split(n: int, n_holdout: int, seed: int) -> tuple[Tensor, Tensor]:
-    """Split ``range(n)`` into a kept part and a held-out part of ``n_holdout`` examples.
-
-    The split depends only on ``(n, n_holdout, seed)``, not on the global random state, so that every
-    training seed sees the same validation set. Both parts are returned sorted.
-
-    Returns
-    -------
-    kept, held_out : Tensor
-        ``int64`` index tensors of lengths ``n - n_holdout`` and ``n_holdout``.
-    """
+    """Split ``range(n)`` into sorted ``int64`` indices ``(kept, held_out)`` with ``n_holdout`` held out, as a
+    function of ``(n, n_holdout, seed)`` alone (not of the global random state), so that every training seed
+    sees the same validation set."""
     if not 0 < n_holdout < n:
         raise ValueError(f"cannot hold out {n_holdout} of {n} examples: need 0 < n_holdout < n")
     order = torch.randperm(n, generator=_seeded_generator(seed, n, n_holdout))
@@ -115,32 +90,18 @@ class CollatingDataset(Protocol):
 
 
 class Batches:
-    """The batches of one dataset: a reshuffled order every epoch for training, a fixed order for evaluation.
+    """The batches of a dataset (anything with ``len()`` and ``collate(indices)``): a new permutation every
+    epoch with ``shuffle`` (training), the dataset order without (evaluation). The last batch may be smaller
+    (none is dropped, so an evaluation covers every example).
 
-    The order of epoch ``e`` is a pure function of ``(seed, e)``. That is what lets an interrupted run
-    resume mid-epoch: :meth:`epoch` with ``start=k`` yields exactly the batches that an uninterrupted run
-    would have seen after its first ``k``.
+    The order of epoch ``e`` is a function of ``(seed, e)`` alone, which lets an interrupted run resume
+    mid-epoch: :meth:`epoch` with ``start=k`` yields the batches an uninterrupted run saw after its first ``k``.
 
-    Parameters
-    ----------
-    dataset
-        Anything with ``len()`` and ``collate(indices)``.
-    batch_size
-        Examples per batch; the last batch of an epoch (or of a length pool) may be smaller (it is never
-        dropped, so that an evaluation covers every example).
-    shuffle
-        Draw a new permutation every epoch (training) or keep the dataset order (evaluation).
-    seed
-        Seed of the permutations; ignored without ``shuffle``.
-    lengths
-        Optional length of every example. Batches then hold examples of similar length, so that padding
-        costs little: with ``shuffle``, the permutation is cut into pools of :attr:`POOL_BATCHES` batches,
-        each pool is sorted by length and cut into batches, and the order of all batches is shuffled;
-        without ``shuffle``, the whole dataset is sorted by length (ties in dataset order).
-    rank, world_size
-        Keep only the batches ``rank, rank + world_size, ...`` of every epoch (data-parallel training, one
-        shard per process). Every shard gets the same number of batches, so that the processes stay in
-        step; the last ``len % world_size`` batches of an epoch are left out of it.
+    With ``lengths`` (of every example), batches hold examples of similar length so that padding costs little:
+    with ``shuffle`` the permutation is cut into pools of :attr:`POOL_BATCHES` batches, each sorted by length
+    and cut, and the batches are shuffled; without, the dataset is sorted by length (ties in dataset order).
+    ``rank, world_size`` keep batches ``rank, rank + world_size, ...`` of every epoch (one shard per process
+    in data-parallel training); the last ``len % world_size`` batches are left out, so the shards stay in step.
     """
 
     POOL_BATCHES = 50

@@ -39,7 +39,7 @@ sampling noise: 0 when every posterior is the same (collapse), ``log D`` when th
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -52,17 +52,8 @@ from .data import move_to_device
 from .progress import track
 from .vae import TextVAE
 
-__all__ = [
-    "EvalConfig",
-    "perplexity",
-    "perplexities",
-    "elbo_terms",
-    "iw_nll",
-    "active_units",
-    "mutual_information",
-    "encode",
-    "evaluate",
-]
+__all__ = ["EvalConfig", "perplexity", "perplexities", "elbo_terms", "iw_nll", "active_units", "mutual_information"]
+__all__ += ["encode", "evaluate"]
 
 
 @dataclass(frozen=True)
@@ -95,88 +86,57 @@ def perplexities(nll: Tensor, n_tokens: Tensor) -> dict[str, float]:
     }
 
 
-def _device_of(model: torch.nn.Module) -> torch.device:
-    return next(model.parameters()).device
+def _on_device_in_eval_mode(model: TextVAE, batches: Iterable[Any]) -> Iterator[Any]:
+    """The batches on the model's device, the model in eval mode meanwhile (its mode given back after)."""
+    was_training = model.training
+    model.eval()
+    device = next(model.parameters()).device
+    try:
+        for batch in batches:
+            yield move_to_device(batch, device)
+    finally:
+        model.train(was_training)
 
 
 @torch.no_grad()
 def elbo_terms(model: TextVAE, batches: Iterable[Any], n_samples: int = 1) -> dict[str, Tensor]:
-    """Per-example ``recon``, ``kl`` and ``n_tokens`` (float64 tensors of shape ``(D,)``) over all batches.
-
-    The model is put in eval mode for the pass and returned to its previous mode.
-    """
-    was_training = model.training
-    model.eval()
-    device = _device_of(model)
+    """Per-example ``recon``, ``kl`` and ``n_tokens`` (float64 tensors of shape ``(D,)``) over all batches."""
     parts: dict[str, list[Tensor]] = {"recon": [], "kl": [], "n_tokens": []}
-    try:
-        for batch in batches:
-            terms = model(move_to_device(batch, device), n_samples=n_samples)
-            for name, value in terms._asdict().items():
-                parts[name].append(value.double().cpu())
-    finally:
-        model.train(was_training)
+    for batch in _on_device_in_eval_mode(model, batches):
+        for name, value in model(batch, n_samples=n_samples)._asdict().items():
+            parts[name].append(value.double().cpu())
     return {name: torch.cat(values) for name, values in parts.items()}
 
 
 @torch.no_grad()
 def iw_nll(model: TextVAE, batches: Iterable[Any], n_samples: int, chunk: int = 50) -> Tensor:
-    r"""Importance-weighted NLL bound per example, float64 of shape ``(D,)``.
-
-    :math:`-\log \frac1K \sum_k w_k` with the ``K = n_samples`` log-weights drawn ``chunk`` at a time and
-    combined as ``logsumexp(all) - log K``, which is exact (no running-average rounding).
-    """
-    if n_samples < 1:
-        raise ValueError("n_samples must be positive")
-    was_training = model.training
-    model.eval()
-    device = _device_of(model)
+    r"""Importance-weighted NLL bound per example, float64 of shape ``(D,)``: :math:`-\log \frac1K \sum_k w_k`
+    with the ``K = n_samples`` log-weights drawn ``chunk`` at a time and combined as ``logsumexp(all) - log K``,
+    which is exact (no running-average rounding)."""
     out = []
-    try:
-        for batch in batches:
-            batch = move_to_device(batch, device)
-            log_w = torch.cat(
-                [
-                    model.log_importance_weights(batch, min(chunk, n_samples - start)).double()
-                    for start in range(0, n_samples, chunk)
-                ]
-            )
-            out.append((math.log(n_samples) - torch.logsumexp(log_w, dim=0)).cpu())
-    finally:
-        model.train(was_training)
+    for batch in _on_device_in_eval_mode(model, batches):
+        chunks = range(0, n_samples, chunk)
+        log_w = torch.cat([model.log_importance_weights(batch, min(chunk, n_samples - i)).double() for i in chunks])
+        out.append((math.log(n_samples) - torch.logsumexp(log_w, dim=0)).cpu())
     return torch.cat(out)
 
 
 @torch.no_grad()
 def _posterior_means(model: TextVAE, batches: Iterable[Any]) -> tuple[Tensor, list[tuple[int, dict[str, float]]]]:
     """``E_q[z]`` of every example (float64, ``(D, dim)``, in batch order) and, per batch, its size and the
-    latent's :meth:`~textvae.latents.Latent.stats`; in eval mode, the model's mode given back after."""
-    was_training = model.training
-    model.eval()
-    device = _device_of(model)
+    latent's :meth:`~textvae.latents.Latent.stats`."""
     means, stats = [], []
-    try:
-        for batch in batches:
-            q = model.posterior(move_to_device(batch, device))
-            means.append(model.latent.mean(q).double().cpu())
-            stats.append((means[-1].shape[0], model.latent.stats(q)))
-    finally:
-        model.train(was_training)
+    for batch in _on_device_in_eval_mode(model, batches):
+        q = model.posterior(batch)
+        means.append(model.latent.mean(q).double().cpu())
+        stats.append((means[-1].shape[0], model.latent.stats(q)))
     return torch.cat(means), stats
 
 
-@torch.no_grad()
 def active_units(model: TextVAE, batches: Iterable[Any], threshold: float = 0.01) -> dict[str, Any]:
-    r"""Active units: dimensions whose posterior mean varies across the data.
-
-    Returns
-    -------
-    dict
-        ``active``: number of dimensions with :math:`\mathrm{Var}_x(E_q[z_i]) > threshold \cdot
-        \sigma^2_{prior}`; ``active_abs``: the number above ``threshold`` itself; ``variance``: the
-        per-dimension variances (list of floats); ``stats``: the latent's :meth:`~textvae.latents.Latent.stats`
-        averaged over the examples (such as the mean concentration of a vMF posterior).
-    """
+    r"""``active``: the dimensions with :math:`\mathrm{Var}_x(E_q[z_i]) > threshold \cdot \sigma^2_{prior}`;
+    ``active_abs``: those above ``threshold`` itself; ``variance``: the per-dimension variances; ``stats``: the
+    latent's :meth:`~textvae.latents.Latent.stats` averaged over the examples (the mean vMF concentration)."""
     means, stats = _posterior_means(model, batches)
     variance = means.var(dim=0, unbiased=False)
     total = sum(n for n, _ in stats)
@@ -188,41 +148,28 @@ def active_units(model: TextVAE, batches: Iterable[Any], threshold: float = 0.01
     }
 
 
-@torch.no_grad()
 def encode(model: TextVAE, batches: Iterable[Any]) -> Tensor:
-    r"""Unit vectors ``E_q[z] / |E_q[z]|`` of every example, float64 of shape ``(D, dim)``, in batch order.
-
-    For a vMF posterior :math:`E_q[z] = A_p(\kappa)\,\mu` and this is its mean direction :math:`\mu` (``loc``),
-    whatever the concentration; for a Gaussian posterior it is the normalised posterior mean. The model is put
-    in eval mode for the pass (no dropout, no sampling) and returned to its previous mode.
-    """
+    r"""Unit vectors ``E_q[z] / |E_q[z]|`` of every example, float64 of shape ``(D, dim)``, in batch order: for
+    a vMF posterior :math:`E_q[z] = A_p(\kappa)\,\mu`, so this is its mean direction :math:`\mu` whatever the
+    concentration; for a Gaussian posterior, the normalised posterior mean. No dropout, no sampling."""
     return F.normalize(_posterior_means(model, batches)[0], dim=-1)
 
 
 @torch.no_grad()
 def mutual_information(model: TextVAE, batches: Iterable[Any], chunk: int = 256) -> float:
-    r"""The estimate of :math:`I_q(x; z)` in nats described in the module docstring (one ``z`` per example).
-
-    The ``D x D`` matrix of :math:`\log q(z_i \mid x_j)` is computed ``chunk`` rows at a time.
-    """
-    was_training = model.training
-    model.eval()
-    device = _device_of(model)
+    r"""The estimate of :math:`I_q(x; z)` in nats of the module docstring (one ``z`` per example); the
+    ``D x D`` matrix of :math:`\log q(z_i \mid x_j)` is computed ``chunk`` rows at a time."""
     posteriors, samples, own = [], [], []
-    try:
-        for batch in batches:
-            q = model.posterior(move_to_device(batch, device))
-            z = q.sample()
-            posteriors.append(q)
-            samples.append(z)
-            own.append(model.latent.pairwise_log_prob(q, z).diagonal())  # the same arithmetic as below
-    finally:
-        model.train(was_training)
+    for batch in _on_device_in_eval_mode(model, batches):
+        q = model.posterior(batch)
+        z = q.sample()
+        posteriors.append(q)
+        samples.append(z)
+        own.append(model.latent.pairwise_log_prob(q, z).diagonal())  # the same arithmetic as below
     z_all = torch.cat(samples)
-    n = z_all.shape[0]
     log_aggregate = [
         torch.logsumexp(torch.cat([model.latent.pairwise_log_prob(q, rows) for q in posteriors], dim=1), dim=1)
-        - math.log(n)
+        - math.log(z_all.shape[0])
         for rows in z_all.split(chunk)
     ]
     return float(torch.cat(own).mean() - torch.cat(log_aggregate).mean())
@@ -235,26 +182,10 @@ def evaluate(
     log: Callable[[str], None] = print,
     progress: bool = False,
 ) -> dict[str, Any]:
-    """The full evaluation: ELBO perplexities, IW perplexities, mean KL and reconstruction, active units.
-
-    Parameters
-    ----------
-    batches
-        A callable returning a fresh iterable of batches (the data are traversed several times).
-    log
-        Where progress lines go.
-    progress
-        Show a bar over the batches of each pass (the ELBO, the IW bound).
-
-    Returns
-    -------
-    dict
-        ``ppl_corpus``, ``ppl_per_doc`` (ELBO), ``iw_ppl_corpus``, ``iw_ppl_per_doc`` (when
-        ``iw_samples > 0``), ``nll`` and ``iw_nll`` (mean per example), ``recon``, ``kl`` (mean per
-        example), ``mi`` (mutual information, nats), ``active_units``, ``active_units_abs``, ``n_examples``,
-        ``n_tokens``, and the latent's
-        statistics (``kappa``, the mean concentration, for a vMF latent).
-    """
+    """The full evaluation over ``batches()`` (fresh batches for each pass), with progress lines to ``log`` and
+    optional bars: ``ppl_corpus``, ``ppl_per_doc``, ``nll`` (ELBO), ``iw_ppl_corpus``, ``iw_ppl_per_doc``,
+    ``iw_nll`` (when ``iw_samples > 0``), ``recon``, ``kl``, ``mi``, ``active_units``, ``active_units_abs``,
+    ``n_examples``, ``n_tokens`` and the latent's statistics (``kappa``, the mean vMF concentration)."""
     terms = elbo_terms(model, track(batches(), "test ELBO", progress), config.eval_samples)
     bound = terms["recon"] + terms["kl"]
     ppl = perplexities(bound, terms["n_tokens"])

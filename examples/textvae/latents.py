@@ -36,16 +36,9 @@ LATENT_KINDS = ("gaussian", "vmf", "none")
 
 
 class Latent(nn.Module, ABC):
-    """A posterior head with its prior. Subclasses set :attr:`prior_variance` and the abstract methods.
-
-    Attributes
-    ----------
-    dim : int
-        Dimension of ``z`` (the ambient dimension ``p`` for a spherical latent).
-    prior_variance : float
-        Variance of one coordinate of ``z`` under the prior; it sets the scale of the active-units
-        threshold (see :func:`textvae.evaluation.active_units`).
-    """
+    """A posterior head with its prior. ``dim`` is the dimension of ``z`` (the ambient dimension ``p`` for a
+    spherical latent); ``prior_variance``, the variance of one coordinate of ``z`` under the prior, sets the
+    scale of the active-units threshold (:func:`textvae.evaluation.active_units`)."""
 
     dim: int
     prior_variance: float
@@ -127,18 +120,9 @@ class GaussianLatent(Latent):
 
 
 class VMFLatent(Latent):
-    r"""von Mises-Fisher posterior ``vMF(mu(h), kappa)`` and uniform prior on the sphere ``S^{dim-1}``.
-
-    Parameters
-    ----------
-    in_features, dim
-        Feature size of the encoder output and ambient dimension ``p`` of ``z``.
-    kappa
-        The fixed concentration, or the initial one when ``learn_kappa``.
-    learn_kappa
-        Predict a concentration per example, :math:`\kappa(h) = \mathrm{softplus}(w^\top h + b)`, with
-        ``w = 0`` and ``b = softplus^{-1}(kappa)`` at the start.
-    """
+    r"""von Mises-Fisher posterior ``vMF(mu(h), kappa)`` and uniform prior on the sphere ``S^{dim-1}``; ``kappa``
+    is fixed or, with ``learn_kappa``, the start of :math:`\kappa(h) = \mathrm{softplus}(w^\top h + b)` (``w = 0``,
+    ``b = softplus^{-1}(kappa)``)."""
 
     def __init__(self, in_features: int, dim: int, kappa: float, learn_kappa: bool = False) -> None:
         super().__init__(in_features, dim)

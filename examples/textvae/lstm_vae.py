@@ -55,15 +55,7 @@ class SentenceVAEConfig(Settings):
 
 
 class SentenceVAE(TextVAE):
-    """The sentence VAE; batches are :class:`~textvae.sentences.SentenceBatch`.
-
-    Parameters
-    ----------
-    config
-        Architecture.
-    vocab
-        The vocabulary (its size and the ids of the special tokens).
-    """
+    """The sentence VAE over the words of ``vocab``; batches are :class:`~textvae.sentences.SentenceBatch`."""
 
     def __init__(self, config: SentenceVAEConfig, vocab: Vocabulary) -> None:
         if config.layers < 1:
@@ -108,11 +100,8 @@ class SentenceVAE(TextVAE):
         return inputs
 
     def logits(self, inputs: Tensor, z: Tensor, state: tuple[Tensor, Tensor] | None = None) -> tuple[Tensor, list]:
-        """Output logits ``(N, T, V)`` for decoder input ids ``(N, T)`` and codes ``z`` ``(N, dim)``.
-
-        ``state`` continues from a previous call (one ``(h, c)`` per layer); ``None`` starts from ``z``.
-        Returns the logits and the final state of every layer (for step-by-step sampling).
-        """
+        """Output logits ``(N, T, V)`` for decoder input ids ``(N, T)`` and codes ``z`` ``(N, dim)``, and the final
+        ``(h, c)`` of every layer; ``state`` continues from a previous call (``None``: start from ``z``)."""
         n, t = inputs.shape
         z_steps = z.unsqueeze(1).expand(n, t, z.shape[-1])
         if state is None:

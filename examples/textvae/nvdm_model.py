@@ -73,17 +73,8 @@ class _CountLinear(nn.Module):
 
 
 class NVDM(TextVAE):
-    """The document VAE. Batches are dense ``(B, V)`` float count matrices.
-
-    Parameters
-    ----------
-    config
-        Architecture.
-    vocab_size
-        ``V``.
-    word_log_freq
-        Optional ``(V,)`` log unigram frequencies of the training corpus to start the output bias at.
-    """
+    """The document VAE over ``vocab_size`` words; batches are dense ``(B, V)`` float count matrices. The output
+    bias starts at ``word_log_freq``, the ``(V,)`` log unigram frequencies of the training corpus, if given."""
 
     def __init__(self, config: NVDMConfig, vocab_size: int, word_log_freq: Tensor | None = None) -> None:
         if config.encoder_layers < 1:

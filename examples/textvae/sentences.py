@@ -31,21 +31,8 @@ from .config import ConfigError, Settings, at_least, setting
 from .data import DataFormatError, find_data_file, read_lines
 from .report import portable_path
 
-__all__ = [
-    "PAD",
-    "BOS",
-    "EOS",
-    "UNK",
-    "FORMATS",
-    "SentenceDataConfig",
-    "Vocabulary",
-    "SentenceBatch",
-    "SentenceCorpus",
-    "SentenceSplits",
-    "read_sentences",
-    "load_sentence_splits",
-    "EMBEDDED_PTB",
-]
+__all__ = ["PAD", "BOS", "EOS", "UNK", "FORMATS", "SentenceDataConfig", "Vocabulary", "SentenceBatch"]
+__all__ += ["SentenceCorpus", "SentenceSplits", "read_sentences", "load_sentence_splits", "EMBEDDED_PTB"]
 
 PAD, BOS, EOS, UNK = "<pad>", "<bos>", "<eos>", "<unk>"
 _SPECIALS = (PAD, BOS, EOS, UNK)
@@ -104,13 +91,8 @@ class Vocabulary:
 
 def read_sentences(path: str | Path, data_format: str = "ptb") -> tuple[list[list[str]], list[int] | None]:
     """The sentences (lists of words) of a file, and their labels for the ``yelp`` format (else ``None``).
-
-    Raises
-    ------
-    DataFormatError
-        With the file and line: text that is not UTF-8, a reserved token (``<pad>``, ``<bos>``, ``<eos>``) in
-        the text, a yelp line that does not start with a rating 0..4, or a file without any sentence.
-    """
+    DataFormatError, with file and line, for text that is not UTF-8, a reserved token (``<pad>``, ``<bos>``,
+    ``<eos>``), a yelp line without a rating 0..4 first, or a file without any sentence."""
     if data_format not in FORMATS:
         raise ValueError(f"unknown data format {data_format!r}; choose one of {FORMATS}")
     unk_alias = _UNK_ALIASES.get(data_format)
@@ -135,17 +117,9 @@ def read_sentences(path: str | Path, data_format: str = "ptb") -> tuple[list[lis
 
 
 class SentenceBatch(NamedTuple):
-    """A padded batch.
-
-    Attributes
-    ----------
-    tokens : Tensor
-        ``(B, T)`` int64: each sentence's words, then ``<eos>``, then ``<pad>`` up to ``T`` = the longest.
-    lengths : Tensor
-        ``(B,)`` int64: words + 1 (the ``<eos>``), the tokens each sentence is scored on.
-    labels : Tensor
-        ``(B,)`` int64: the rating of a yelp sentence, -1 for unlabelled formats.
-    """
+    """A padded batch: ``tokens`` ``(B, T)``, each sentence's words, ``<eos>``, then ``<pad>`` up to the longest;
+    ``lengths`` ``(B,)``, words + 1, the tokens each sentence is scored on; ``labels`` ``(B,)``, the rating of a
+    yelp sentence, -1 for unlabelled formats (all int64)."""
 
     tokens: Tensor
     lengths: Tensor

@@ -26,17 +26,9 @@ __all__ = ["ELBOTerms", "TextVAE"]
 
 
 class ELBOTerms(NamedTuple):
-    """Per-example terms of the negative ELBO, each of shape ``(B,)``.
-
-    Attributes
-    ----------
-    recon : Tensor
-        ``-E_q[log p(x|z)]``, estimated with the model's samples of ``z`` (nats).
-    kl : Tensor
-        ``KL(q(z|x) || p(z))``, exact (nats).
-    n_tokens : Tensor
-        Tokens the example is scored on: the denominator of its perplexity.
-    """
+    """Per-example terms of the negative ELBO, each ``(B,)``: ``recon`` = ``-E_q[log p(x|z)]`` estimated with the
+    model's samples of ``z`` and ``kl`` = ``KL(q(z|x) || p(z))`` exactly (nats), and ``n_tokens``, the tokens
+    the example is scored on (the denominator of its perplexity)."""
 
     recon: Tensor
     kl: Tensor

@@ -9,7 +9,7 @@ import cluster_20ng
 import nvdm
 import pytest
 import torch
-from textvae.clustering import ari, fit_movmf, nmi, spherical_kmeans, tfidf
+from cluster_20ng import ari, fit_movmf, nmi, spherical_kmeans, tfidf
 from textvae.data import Batches
 from textvae.evaluation import encode
 from textvae.nvdm_model import NVDM, NVDMConfig
