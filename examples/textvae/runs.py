@@ -36,7 +36,7 @@ from .report import write_json
 from .training import RESUMABLE_CHANGES, NonFiniteLossError, Trainer
 from .vae import TextVAE
 
-__all__ = ["RunSetup", "Pipeline", "RunError", "run_one", "longest_first", "run_many", "load_history"]
+__all__ = ["RunSetup", "Pipeline", "RunError", "run_one", "parallel_plan", "longest_first", "run_many", "load_history"]
 __all__ += ["add_command", "main"]
 
 
@@ -170,6 +170,13 @@ def _child(job: _Job, results: Any, parent: int) -> None:
     results.send(_run_or_report(job))
 
 
+def parallel_plan(n_jobs: int, n_runs: int) -> tuple[int, int]:
+    """``(processes, threads per process)`` for ``n_runs`` runs asked to go ``n_jobs`` at a time: never more
+    processes than runs or cores, and processes x threads <= cores."""
+    processes = max(1, min(n_jobs, n_runs, available_cores()))
+    return processes, max(1, available_cores() // processes)
+
+
 def longest_first(jobs: Sequence[tuple[str, Any]], cost: Callable[[Any], float] | None) -> list[int]:
     """The indices of ``jobs`` in decreasing ``cost(experiment)`` (stable: equal costs keep their order)."""
     return sorted(range(len(jobs)), key=lambda i: -cost(jobs[i][1]) if cost else 0)
@@ -191,10 +198,9 @@ def run_many(
     relative duration, starts the longest runs first; the results keep the order of ``jobs``. A run that
     diverged or was interrupted comes back as ``{"label", "config", "error"}``.
     """
-    n_jobs = min(n_jobs, len(jobs), available_cores())
+    n_jobs, threads = parallel_plan(n_jobs, len(jobs))
     if n_jobs <= 1:
         return [_run_or_report((pipeline, e, root / name, resume, test, "")) for name, e in jobs]
-    threads = max(1, available_cores() // n_jobs)
     work = [
         (pipeline, replace(e, train=replace(e.train, threads=e.train.threads or threads, progress=False)))
         + (root / name, resume, test, f"[{name}] ")

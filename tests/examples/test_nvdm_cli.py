@@ -15,7 +15,7 @@ import nvdm
 import pytest
 import torch
 from textvae import config as cfg
-from textvae import runs
+from textvae import runs as runs_module
 
 SMALL = [
     "--limit-docs", "300", "--valid-docs", "60", "--hidden", "32", "--latent-dim", "4", "--batch-size", "32",
@@ -214,14 +214,26 @@ def test_a_truncated_budget_hides_the_paper_column_and_points_to_the_full_run() 
     assert nvdm.budget_note([{**result, "stop_reason": "early stopping"}]) == ""
 
 
+@pytest.mark.parametrize(
+    ("cores", "jobs", "n_runs", "plan"), [(2, 2, 5, (2, 1)), (2, 4, 5, (2, 1)), (16, 4, 5, (4, 4)), (16, 4, 2, (2, 8))]
+)
+def test_parallel_runs_never_use_more_threads_than_cores(
+    monkeypatch: pytest.MonkeyPatch, cores: int, jobs: int, n_runs: int, plan: tuple[int, int]
+) -> None:
+    """--jobs 2 used to give each of two processes torch's default threads (four threads on two cores, 14x
+    slower); now processes x threads <= cores, and --jobs beyond the cores or the runs is cut down."""
+    monkeypatch.setattr(runs_module, "available_cores", lambda: cores)
+    assert runs_module.parallel_plan(jobs, n_runs) == plan
+
+
 def test_parallel_runs_start_with_the_longest() -> None:
     """run_many starts the runs in decreasing expected cost, so that no process is left alone with a long
     run at the end (it returns them in job order)."""
     args = nvdm.build_parser().parse_args(["reproduce"])
     jobs = [(name, nvdm.configure(args, name)) for name in nvdm.TABLE2_ROWS]
-    order = [nvdm.TABLE2_ROWS[i] for i in runs.longest_first(jobs, nvdm.expected_cost)]
+    order = [nvdm.TABLE2_ROWS[i] for i in runs_module.longest_first(jobs, nvdm.expected_cost)]
     assert order == ["v-nvdm-200", "g-nvdm-200", "v-nvdm-50", "g-nvdm-50", "v-nvdm-25"]
-    assert runs.longest_first(jobs, None) == list(range(len(jobs)))
+    assert runs_module.longest_first(jobs, None) == list(range(len(jobs)))
 
 
 def test_a_diverging_run_stops_with_one_error_line(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
@@ -238,7 +250,17 @@ def test_a_diverging_run_stops_with_one_error_line(tmp_path: Path, capsys: pytes
 
 @pytest.mark.parametrize(
     "flag, value",
-    [("--eval-samples", "0"), ("--iw-chunk", "0"), ("--lr-decay", "0"), ("--lr", "-1"), ("--batch-size", "0")],
+    [
+        ("--eval-samples", "0"),
+        ("--iw-chunk", "0"),
+        ("--lr-decay", "0"),
+        ("--lr", "-1"),
+        ("--batch-size", "0"),
+        ("--latent-dim", "1"),
+        ("--dropout", "1"),
+        ("--valid-docs", "0"),
+        ("--kappa", "0"),
+    ],
 )
 def test_a_bad_setting_is_refused_before_any_work(
     tmp_path: Path, capsys: pytest.CaptureFixture, flag: str, value: str
