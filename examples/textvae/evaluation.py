@@ -52,7 +52,16 @@ from .data import move_to_device
 from .progress import track
 from .vae import TextVAE
 
-__all__ = ["EvalConfig", "perplexity", "perplexities", "elbo_terms", "iw_nll", "active_units", "mutual_information"]
+__all__ = [
+    "EvalConfig",
+    "perplexity",
+    "perplexities",
+    "elbo_terms",
+    "elbo_summary",
+    "iw_nll",
+    "active_units",
+    "mutual_information",
+]
 __all__ += ["encode", "evaluate"]
 
 
@@ -84,6 +93,15 @@ def perplexities(nll: Tensor, n_tokens: Tensor) -> dict[str, float]:
         "corpus": perplexity(float(nll.sum() / n_tokens.sum())),
         "per_doc": perplexity(float((nll / n_tokens).mean())),
     }
+
+
+def elbo_summary(terms: dict[str, Tensor]) -> dict[str, float]:
+    """Perplexities (corpus, per document) and means per example of the bound (``nll``), the reconstruction
+    and the KL, from the terms of :func:`elbo_terms`; a non-finite bound gives infinite perplexities."""
+    bound = terms["recon"] + terms["kl"]
+    ppl = perplexities(bound, terms["n_tokens"])
+    means = {"nll": float(bound.mean()), "recon": float(terms["recon"].mean()), "kl": float(terms["kl"].mean())}
+    return {"ppl_corpus": ppl["corpus"], "ppl_per_doc": ppl["per_doc"], **means}
 
 
 def _on_device_in_eval_mode(model: TextVAE, batches: Iterable[Any]) -> Iterator[Any]:
@@ -187,17 +205,8 @@ def evaluate(
     ``iw_nll`` (when ``iw_samples > 0``), ``recon``, ``kl``, ``mi``, ``active_units``, ``active_units_abs``,
     ``n_examples``, ``n_tokens`` and the latent's statistics (``kappa``, the mean vMF concentration)."""
     terms = elbo_terms(model, track(batches(), "test ELBO", progress), config.eval_samples)
-    bound = terms["recon"] + terms["kl"]
-    ppl = perplexities(bound, terms["n_tokens"])
-    result: dict[str, Any] = {
-        "ppl_corpus": ppl["corpus"],
-        "ppl_per_doc": ppl["per_doc"],
-        "nll": float(bound.mean()),
-        "recon": float(terms["recon"].mean()),
-        "kl": float(terms["kl"].mean()),
-        "n_examples": int(bound.numel()),
-        "n_tokens": int(terms["n_tokens"].sum()),
-    }
+    result: dict[str, Any] = elbo_summary(terms)
+    result.update(n_examples=int(terms["kl"].numel()), n_tokens=int(terms["n_tokens"].sum()))
     if config.iw_samples > 0:
         log(f"importance-weighted bound with K={config.iw_samples} samples...")
         iw = iw_nll(model, track(batches(), "test IW bound", progress), config.iw_samples, config.iw_chunk)

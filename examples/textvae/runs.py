@@ -33,7 +33,7 @@ from .data import Batches, DataFormatError
 from .environment import available_cores, die_with_parent, distributed_rank, seed_everything
 from .evaluation import evaluate
 from .report import write_json
-from .training import RESUMABLE_CHANGES, NonFiniteLossError, Trainer
+from .training import BUDGETS, RESUMABLE_CHANGES, NonFiniteLossError, Trainer
 from .vae import TextVAE
 
 __all__ = ["RunSetup", "Pipeline", "RunError", "run_one", "parallel_plan", "longest_first", "run_many", "load_history"]
@@ -81,8 +81,8 @@ def _finished(result_path: Path, experiment: Any, test: bool) -> dict[str, Any] 
         raise CheckpointError(
             f"{result_path} is damaged ({type(error).__name__}: {error}); delete it to evaluate the run again"
         ) from None
-    # A larger max_epochs or patience continues the run from its checkpoint instead of reusing it.
-    ignored = RESUMABLE_CHANGES - {"max_epochs", "patience"}
+    # A larger budget or patience continues the run from its checkpoint instead of reusing it.
+    ignored = RESUMABLE_CHANGES - BUDGETS
     same = not cfg.changed_settings(type(experiment), previous["config"], cfg.to_flat(experiment)) - ignored
     return previous if same and (previous["test"] is not None or not test) else None
 

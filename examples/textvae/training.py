@@ -2,22 +2,15 @@ r"""The training loop of the text-VAE examples.
 
 :class:`Trainer` minimises the negative ELBO, :math:`\frac1B \sum_{d \in \text{batch}} (\mathrm{recon}_d +
 \beta_t \mathrm{KL}_d)`, of any :class:`~textvae.vae.TextVAE`, with :math:`\beta_t` an optional linear KL
-warm-up (Bowman et al. 2016), and around that:
-
-* validation after every epoch on the ELBO per token; the best weights go to ``best.pt``; the learning
-  rate is divided by ``lr_decay`` after an epoch without improvement, and training stops after
-  ``patience`` such epochs in a row;
-* ``last.pt`` (model, optimizer, counters, random states, history) at every epoch end, every
-  ``checkpoint_every`` steps and on Ctrl-C / SIGTERM (after the current step). ``fit(resume=True)``
-  continues from it and reproduces the uninterrupted run exactly on the same device: the batch order of
-  an epoch is a function of (seed, epoch) alone and the random states are restored;
-* ``metrics.jsonl``, one record per epoch, rewritten from the checkpoint on resume;
-* a stop at the first non-finite loss (:class:`NonFiniteLossError`), with nothing saved after it;
-* a progress bar per epoch, bfloat16 autocast (``amp``), and data parallelism when ``torch.distributed``
-  is initialised (``torchrun``): the model is wrapped in DistributedDataParallel, each process trains on
-  its shard of the batches, the epoch's sums are added across processes, rank 0's validation decides and
-  rank 0 alone writes files. A resumed data-parallel run is not bit-identical to an uninterrupted one (the
-  other ranks' random states are not saved).
+warm-up (Bowman et al. 2016). It validates after every epoch (ELBO per token; best weights in ``best.pt``;
+lr divided by ``lr_decay`` after an epoch without improvement; a stop after ``patience`` of them), writes
+``metrics.jsonl`` and ``last.pt`` (model, optimizer, counters, random states) at epoch ends, every
+``checkpoint_every`` steps and on Ctrl-C / SIGTERM, and stops at the first non-finite loss with nothing saved
+after it. ``fit(resume=True)`` reproduces the uninterrupted run exactly on the same device: an epoch's batch
+order is a function of (seed, epoch) alone and the random states are restored. Under ``torchrun`` the model
+is wrapped in DistributedDataParallel, each process trains on its shard of the batches, the epoch's sums are
+added across processes, rank 0's validation decides and rank 0 alone writes files (a resumed data-parallel
+run is not bit-identical: the other ranks' random states are not saved).
 """
 
 from __future__ import annotations
@@ -38,14 +31,18 @@ from .checkpoint import CheckpointError, load_checkpoint, lock_run_dir, rng_stat
 from .config import POSITIVE, Settings, at_least, setting
 from .data import Batches, derive_seed, move_to_device
 from .environment import distributed_rank, interrupt_requests, seed_everything, select_device
-from .evaluation import elbo_terms, perplexities, perplexity
+from .evaluation import elbo_summary, elbo_terms, perplexity
 from .progress import Progress
 from .vae import TextVAE
 
-__all__ = ["TrainConfig", "Trainer", "FitResult", "NonFiniteLossError", "RESUMABLE_CHANGES"]
+__all__ = ["TrainConfig", "Trainer", "FitResult", "NonFiniteLossError", "RESUMABLE_CHANGES", "BUDGETS"]
 
 #: Settings that may differ between a checkpoint and the run that resumes it.
-RESUMABLE_CHANGES = frozenset({"max_epochs", "patience", "device", "threads", "progress", "checkpoint_every"})
+RESUMABLE_CHANGES = frozenset(
+    {"max_epochs", "max_steps", "time_budget", "patience", "device", "threads", "progress", "checkpoint_every"}
+)
+#: Of those, the ones that decide when training ends: a larger value continues a finished run.
+BUDGETS = frozenset({"max_epochs", "max_steps", "time_budget", "patience"})
 
 
 @dataclass(frozen=True)
@@ -56,6 +53,8 @@ class TrainConfig(Settings):
     lr: float = setting(1e-3, "initial learning rate", POSITIVE)
     batch_size: int = setting(64, "examples per training batch", at_least(1))
     max_epochs: int = setting(100, "upper bound on the number of epochs", at_least(1))
+    max_steps: int = setting(0, "stop after this many steps, ending the epoch early (0: no limit)", at_least(0))
+    time_budget: float = setting(0.0, "stop after this many seconds of training, ending the epoch early", at_least(0))
     patience: int = setting(10, "stop after this many epochs in a row without validation improvement", at_least(1))
     lr_decay: float = setting(1.0, "divide the lr by this after an epoch without improvement (1: never)", at_least(1))
     clip_grad: float = setting(0.0, "clip the gradient norm to this (0: never)", at_least(0))
@@ -66,6 +65,7 @@ class TrainConfig(Settings):
     device: str = setting("auto", "auto (CUDA when available), cpu, cuda or cuda:N")
     threads: int = setting(0, "CPU threads for torch (0: one per core, shared among parallel runs)", at_least(0))
     checkpoint_every: int = setting(0, "also checkpoint every this many steps (0: at epoch ends only)", at_least(0))
+    checkpoints: bool = setting(True, "write last.pt and best.pt (without: best weights kept in memory, no resume)")
     progress: bool = setting(True, "show progress bars")
     amp: bool = setting(False, "bfloat16 autocast in the forward pass (CUDA or CPU)")
 
@@ -76,9 +76,8 @@ class NonFiniteLossError(RuntimeError):
 
 @dataclass
 class FitResult:
-    """What :meth:`Trainer.fit` reports: the best epoch (1-based; its weights are in the model) and its
-    validation metrics, the epochs done, why training stopped, wall and CPU seconds summed over resumed
-    sessions (CPU time does not grow when other programs compete for the cores), and one record per epoch."""
+    """The best epoch (1-based; its weights are in the model) and its validation metrics, the epochs done,
+    why training stopped, wall and CPU seconds over all sessions, and one record per epoch."""
 
     best_epoch: int
     best_valid: dict[str, float]
@@ -90,13 +89,10 @@ class FitResult:
 
 
 class Trainer:
-    """Train a :class:`~textvae.vae.TextVAE` with validation, checkpoints and early stopping.
-
-    ``train`` and ``valid`` are the training batches (shuffled, sharded under data parallelism) and the
-    validation batches; ``run_dir`` receives ``last.pt``, ``best.pt`` and ``metrics.jsonl``;
-    ``run_config``, the complete flat configuration of the run, is stored in the checkpoint, and a resume
-    with other settings (except :data:`RESUMABLE_CHANGES`) is refused; ``log`` receives one-line messages.
-    """
+    """Train a :class:`~textvae.vae.TextVAE` on the ``train`` batches (shuffled; this process's shard under
+    data parallelism), validated on ``valid``, into ``run_dir`` (``last.pt``, ``best.pt``, ``metrics.jsonl``).
+    ``run_config``, the run's flat configuration, is stored in the checkpoint: a resume with other settings
+    than :data:`RESUMABLE_CHANGES` is refused. ``log`` receives one-line messages."""
 
     def __init__(
         self,
@@ -130,13 +126,15 @@ class Trainer:
         self.state: dict[str, Any] = dict(epoch=0, step_in_epoch=0, global_step=0, lr=config.lr, best_score=math.inf)
         self.state.update(best_epoch=0, bad_epochs=0, sums=self._zero_sums(), history=[], stop_reason=None)
         self.state.update(train_seconds=0.0, cpu_seconds=0.0)
+        self.best_weights: dict[str, Any] | None = None  # without checkpoints: the best weights, in memory
 
     @staticmethod
     def _zero_sums() -> dict[str, float]:
         return {"loss": 0.0, "recon": 0.0, "kl": 0.0, "tokens": 0.0, "examples": 0.0, "seconds": 0.0}
 
     def _clock(self, started: tuple[float, float]) -> tuple[float, float]:
-        """Add the wall and CPU time since ``started`` to the epoch's and the run's totals; return now."""
+        """Add the wall and CPU time since ``started`` to the epoch's and the run's totals (CPU time does not
+        grow when other programs compete for the cores); return now."""
         now = (time.perf_counter(), time.process_time())
         self.state["sums"]["seconds"] += now[0] - started[0]
         self.state["train_seconds"] += now[0] - started[0]
@@ -158,6 +156,8 @@ class Trainer:
         sums.update(zip(keys, totals) if keep_on_other_ranks or self.rank == 0 else dict.fromkeys(keys, 0.0))
 
     def _save_last(self) -> None:
+        if not self.config.checkpoints:
+            return
         if self.world_size > 1:  # rank 0 saves the totals so far; the others restart their sums from zero
             self._sum_epoch_over_processes(keep_on_other_ranks=False)
         if self.rank == 0:
@@ -224,20 +224,12 @@ class Trainer:
     def _validate(self) -> dict[str, float]:
         """Validation metrics; rank 0's decide for all processes (their sampling noise differs)."""
         shared: list[Any] = [None]
-        if self.rank == 0 or self.world_size == 1:
+        if self.rank == 0:
             terms = elbo_terms(self.model, self.valid_batches.epoch(), self.config.valid_samples)
-            bound = terms["recon"] + terms["kl"]
-            ppl = perplexities(bound, terms["n_tokens"]) if bool(torch.isfinite(bound).all()) else None
-            shared[0] = ppl and {
-                "valid_ppl_corpus": ppl["corpus"],
-                "valid_ppl_per_doc": ppl["per_doc"],
-                "valid_nll": float(bound.mean()),
-                "valid_recon": float(terms["recon"].mean()),
-                "valid_kl": float(terms["kl"].mean()),
-            }
+            shared[0] = {f"valid_{k}": v for k, v in elbo_summary(terms).items()}
         if self.world_size > 1:
             dist.broadcast_object_list(shared, src=0)
-        if shared[0] is None or not math.isfinite(shared[0]["valid_ppl_corpus"]):
+        if not math.isfinite(shared[0]["valid_ppl_corpus"]):  # NaN and overflow both give inf
             raise self._diverged(f"the validation bound overflowed after epoch {self.state['epoch'] + 1}")
         return shared[0]
 
@@ -269,17 +261,16 @@ class Trainer:
         }
         if improved:
             state.update(best_score=score, best_epoch=epoch, bad_epochs=0)
-            if self.rank == 0:
+            if not config.checkpoints:
+                self.best_weights = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
+            elif self.rank == 0:
                 save_checkpoint(self.model.state_dict(), self.best_path)
         else:
             state["bad_epochs"] += 1
             self._set_lr(state["lr"] / config.lr_decay)
         state["history"].append(record)
         state.update(epoch=epoch, step_in_epoch=0, sums=self._zero_sums())
-        if state["bad_epochs"] >= config.patience:
-            state["stop_reason"] = "early stopping"
-        elif epoch >= config.max_epochs:
-            state["stop_reason"] = "max epochs"
+        state["stop_reason"] = self._stop_reason()
         self._save_last()
         if self.rank == 0:
             with self.metrics_path.open("a") as handle:
@@ -293,11 +284,27 @@ class Trainer:
             f"{' *' if improved else ''}"
         )
 
+    def _stop_reason(self) -> str | None:
+        state, config = self.state, self.config
+        reached = {
+            "early stopping": state["bad_epochs"] >= config.patience,
+            "max epochs": state["epoch"] >= config.max_epochs,
+            "max steps": 0 < config.max_steps <= state["global_step"],
+            "time budget": 0 < config.time_budget <= state["train_seconds"],
+        }
+        return next((reason for reason, done in reached.items() if done), None)
+
+    def _out_of_budget(self, started: tuple[float, float]) -> bool:
+        """Whether ``max_steps`` or ``time_budget`` ends the epoch in progress (``started``: see :meth:`_clock`)."""
+        state, config = self.state, self.config
+        spent = state["train_seconds"] + time.perf_counter() - started[0]
+        return bool(config.max_steps and state["global_step"] >= config.max_steps) or 0 < config.time_budget <= spent
+
     def fit(self, resume: bool = False) -> FitResult:
-        """Train until early stopping or ``max_epochs`` and load the best weights into the model. With
-        ``resume``, continue from ``last.pt``; without it, a directory holding one is refused. The run
-        directory is locked meanwhile. Raises KeyboardInterrupt after Ctrl-C or SIGTERM, once the
-        checkpoint is written, and :class:`NonFiniteLossError` when the model diverges."""
+        """Train until early stopping or a budget (``max_epochs``, ``max_steps``, ``time_budget``), then load the
+        best weights. With ``resume``, continue from ``last.pt``; without, a directory holding one is refused.
+        The run directory is locked meanwhile. Raises KeyboardInterrupt after Ctrl-C or SIGTERM (once the
+        checkpoint is written) and :class:`NonFiniteLossError` when the model diverges."""
         self.run_dir.mkdir(parents=True, exist_ok=True)
         lock = lock_run_dir(self.run_dir) if self.rank == 0 else None
         try:
@@ -320,10 +327,7 @@ class Trainer:
             # The run's random stream (sampling, dropout) depends on the seed alone, not on what consumed
             # the global generator before (building the model); each process has its own.
             seed_everything(derive_seed(self.config.seed, 1, *([self.rank] if self.world_size > 1 else [])))
-        if state["stop_reason"] is None and state["epoch"] >= config.max_epochs:
-            state["stop_reason"] = "max epochs"  # a resume with a smaller max_epochs
-        elif state["stop_reason"] == "max epochs" and state["epoch"] < config.max_epochs:
-            state["stop_reason"] = None  # a resume with a larger max_epochs continues
+        state["stop_reason"] = self._stop_reason()  # a resume with a larger budget or patience continues
         with interrupt_requests() as interrupt:
             while state["stop_reason"] is None:
                 self.model.train()
@@ -336,17 +340,21 @@ class Trainer:
                     for batch in self.train_batches.epoch(state["epoch"], start=state["step_in_epoch"]):
                         self._step(batch)
                         progress.update(loss=state["sums"]["loss"] / state["sums"]["examples"])
-                        if self.world_size > 1:  # a signal reaches the processes at different steps
-                            interrupt["stop"] = self._all_sum([float(interrupt["stop"])])[0] > 0
+                        # The processes decide together: a signal or a clock reaches them at different steps.
+                        flags = self._all_sum([float(interrupt["stop"]), float(self._out_of_budget(started))])
                         every = config.checkpoint_every
-                        if interrupt["stop"] or (every and state["global_step"] % every == 0):
+                        if flags[0] or (every and state["global_step"] % every == 0):
                             started = self._clock(started)
                             self._save_last()
-                        if interrupt["stop"]:
-                            self.log(f"checkpoint saved to {self.last_path}; continue with --resume")
+                        if flags[0]:
+                            saved = f"checkpoint saved to {self.last_path}" if config.checkpoints else "no checkpoint"
+                            self.log(f"{saved}; continue with --resume")
                             raise KeyboardInterrupt
+                        if flags[1]:
+                            break
                 self._end_epoch(started)
-        self.model.load_state_dict(load_checkpoint(self.best_path, self.device))
+        best_weights = self.best_weights or load_checkpoint(self.best_path, self.device)
+        self.model.load_state_dict(best_weights)
         best = state["history"][state["best_epoch"] - 1]
         valid = {k: v for k, v in best.items() if k.startswith("valid_")}
         seconds = state["train_seconds"], state["cpu_seconds"]

@@ -222,3 +222,30 @@ def test_a_run_directory_in_use_is_refused(tiny_corpora, tmp_path: Path) -> None
         with pytest.raises(CheckpointError, match=r"in use by process 4242"):
             _trainer(tiny_corpora, run, replace(TRAIN, max_epochs=1)).fit()
     _trainer(tiny_corpora, run, replace(TRAIN, max_epochs=1)).fit()  # released: it trains
+
+
+def test_max_steps_ends_the_epoch_early_and_a_larger_budget_continues(tiny_corpora, tmp_path: Path) -> None:
+    """6 steps per epoch: max_steps 8 stops after 2 steps of epoch 2, which is validated; a resume with a
+    larger budget continues from the next epoch."""
+    result = _trainer(tiny_corpora, tmp_path, replace(TRAIN, max_epochs=5, max_steps=8)).fit()
+    assert result.stop_reason == "max steps" and [r["step"] for r in result.history] == [6, 8]
+    resumed = _trainer(tiny_corpora, tmp_path, replace(TRAIN, max_epochs=5, max_steps=16)).fit(resume=True)
+    assert resumed.stop_reason == "max steps" and [r["step"] for r in resumed.history] == [6, 8, 14, 16]
+
+
+def test_a_time_budget_stops_training_and_keeps_the_validated_best(tiny_corpora, tmp_path: Path) -> None:
+    result = _trainer(tiny_corpora, tmp_path, replace(TRAIN, time_budget=1e-9)).fit()  # spent after one step
+    assert result.stop_reason == "time budget" and [r["step"] for r in result.history] == [1]
+    assert result.best_epoch == 1 and (tmp_path / "best.pt").exists()
+
+
+def test_without_checkpoints_nothing_is_written_but_metrics_and_the_run_is_the_same(
+    tiny_corpora, tmp_path: Path
+) -> None:
+    """For a GPU lease that must not send checkpoints back: the best weights stay in memory."""
+    with_files = _trainer(tiny_corpora, tmp_path / "a")
+    without = _trainer(tiny_corpora, tmp_path / "b", replace(TRAIN, checkpoints=False))
+    a, b = with_files.fit(), without.fit()
+    assert _without_time(a.history) == _without_time(b.history) and a.best_epoch == b.best_epoch
+    assert _same(_params(with_files), _params(without))  # both hold the best epoch's weights
+    assert sorted(p.name for p in (tmp_path / "b").iterdir()) == [".lock", "metrics.jsonl"]
