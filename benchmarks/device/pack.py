@@ -4,9 +4,9 @@
 
 Steps: (1) the environment, refusing without a CUDA device; (2) the CUDA tests of the suite with
 JUnit XML; (3) the sampler's timings and checks (``sampler_timing.py``); (4) the special
-functions' accuracy and throughput (``special_timing.py``); then one JSON and one Markdown summary
-in the output folder (``--out``, else ``$OUT``, else ``./device_out``). Step 5 of issue 19 (the
-sentence VAE's training steps) is not part of the pack. ``--dry-run``: the same code paths on the
+functions' accuracy and throughput (``special_timing.py``); (5) 200 training steps of each full-size
+Table 1 preset of the sentence VAE (``training_timing.py``); then one JSON and one Markdown summary
+in the output folder (``--out``, else ``$OUT``, else ``./device_out``). ``--dry-run``: the same code paths on the
 CPU at tiny sizes, the kernel through Triton's interpreter, the wall clock for CUDA events.
 See benchmarks/device/README.md.
 """
@@ -24,8 +24,9 @@ def _parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--out", type=str, default=None, help="output folder (default: $OUT, else ./device_out)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--skip-tests", action="store_true", help="leave out step 2 (the test suite)")
-    parser.add_argument("--tests-timeout-s", type=float, default=None, help="default 240 (dry run 120)")
-    parser.add_argument("--sampler-budget-s", type=float, default=None, help="default 150 (dry run 30)")
+    parser.add_argument("--tests-timeout-s", type=float, default=None, help="default 200 (dry run 120)")
+    parser.add_argument("--sampler-budget-s", type=float, default=None, help="default 120 (dry run 30)")
+    parser.add_argument("--training-budget-s", type=float, default=None, help="default 150 (dry run 120)")
     return parser.parse_args(argv)
 
 
@@ -51,6 +52,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import sampler_timing  # noqa: E402
 import special_timing  # noqa: E402
+import training_timing  # noqa: E402
 from bench_sampler import git_output  # noqa: E402
 
 REPOSITORY = Path(__file__).resolve().parents[2]
@@ -199,7 +201,8 @@ def _markdown(doc: dict[str, Any]) -> str:
         lines.append(f"- {t['name']}: **{t['status']}** {t.get('summary', t.get('note', ''))} (`{t['command']}`)")
     lines += ["", "## 3. Sampler", "", *_section(doc["sampler"], sampler_timing.markdown)]
     lines += ["", "## 4. Special functions", "", *_section(doc["special"], special_timing.markdown)]
-    lines += ["", "## 5. Sentence VAE training steps", "", doc["training"], "", "## Verdict", ""]
+    lines += ["", "## 5. Sentence VAE training steps", "", *_section(doc["training"], training_timing.markdown)]
+    lines += ["", "## Verdict", ""]
     lines += [f"- {k}: {v}" for k, v in doc["verdict"].items()]
     return "\n".join(lines) + "\n"
 
@@ -216,6 +219,7 @@ def _verdict(doc: dict[str, Any]) -> dict[str, bool | None]:
         "no_host_sync": all(c.get("host_sync") == "none" for c in checks) if checks and not doc["dry_run"] else None,
         "sampler_targets_met": all(t["met"] for t in targets) if targets else None,
         "special_within_1e-13": special["accuracy"]["met"] if "error" not in special else False,
+        "training_timed": "error" not in doc["training"] and not doc["training"]["note"],
     }
 
 
@@ -244,14 +248,16 @@ def main(args: argparse.Namespace) -> int:
         "environment": env,
     }
     print("step 2: CUDA tests", flush=True)
-    timeout = args.tests_timeout_s or (120.0 if args.dry_run else 240.0)
+    timeout = args.tests_timeout_s or (120.0 if args.dry_run else 200.0)
     doc["tests"] = [] if args.skip_tests else run_tests(out, args.dry_run, timeout)
     print("step 3: sampler", flush=True)
-    budget = args.sampler_budget_s or (30.0 if args.dry_run else 150.0)
+    budget = args.sampler_budget_s or (30.0 if args.dry_run else 120.0)
     doc["sampler"] = _step(lambda: sampler_timing.run(device, args.dry_run, args.seed, budget))
     print("step 4: special functions", flush=True)
     doc["special"] = _step(lambda: special_timing.run(device, args.dry_run, args.seed))
-    doc["training"] = "not included: the sentence VAE's steps need changes under examples/ (issue 19, item 5)"
+    print("step 5: sentence VAE training steps", flush=True)
+    budget = args.training_budget_s or (120.0 if args.dry_run else 150.0)
+    doc["training"] = _step(lambda: training_timing.run(device, args.dry_run, budget))
     doc["verdict"] = _verdict(doc)
     doc["wall_s"] = time.perf_counter() - started
     (out / JSON_NAME).write_text(json.dumps(doc, indent=2, allow_nan=True) + "\n")

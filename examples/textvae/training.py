@@ -257,6 +257,7 @@ class Trainer:
             "tokens_per_second": sums["tokens"] / train_seconds if train_seconds > 0 else math.nan,
             **valid,
             "best": improved,
+            "train_seconds": train_seconds,  # the epoch's training, without validation
             "seconds": sums["seconds"],
         }
         if improved:

@@ -52,7 +52,7 @@ def _same(a: list[torch.Tensor], b: list[torch.Tensor]) -> bool:
 
 
 def _without_time(history: list[dict]) -> list[dict]:
-    return [{k: v for k, v in r.items() if k not in ("seconds", "tokens_per_second")} for r in history]
+    return [{k: v for k, v in r.items() if k not in ("seconds", "train_seconds", "tokens_per_second")} for r in history]
 
 
 def test_loss_decreases_and_metrics_are_logged(tiny_corpora, tmp_path: Path) -> None:
