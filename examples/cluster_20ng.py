@@ -32,7 +32,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -191,7 +191,7 @@ def spherical_kmeans(x: Tensor, k: int, restarts: int = 5, seed: int = 0, max_it
     """Spherical k-means (centres: normalised means of their points; assignment: the largest cosine), run
     until the assignments stop changing; the restart of the largest mean cosine is kept."""
     started = time.perf_counter()
-    runs = []
+    runs: list[tuple[float, Tensor, int, bool, dict[str, Tensor]]] = []
     for restart in range(restarts):
         objective, labels, n_iter, converged = _kmeans_once(x, k, _generator(seed, restart), max_iter)
         runs.append((objective, labels, n_iter, converged, {}))
@@ -219,14 +219,14 @@ def summarize(clustering: Clustering, labels_true: Sequence[Any]) -> dict[str, A
             kappa_median=float(kappa.median()),
             kappa_max=float(kappa.max()),
             kappas=kappa.tolist(),
-            weights=clustering.weights.double().tolist(),
+            weights=clustering.weights.double().tolist() if clustering.weights is not None else None,
         )
     if not math.isfinite(row["score"]):
         raise FloatingPointError(f"non-finite clustering score {row['score']}")
     return row
 
 
-METHODS = {"movMF": fit_movmf, "spherical k-means": spherical_kmeans}
+METHODS: dict[str, Callable[..., Clustering]] = {"movMF": fit_movmf, "spherical k-means": spherical_kmeans}
 
 
 # ------------------------------------------------------------------------------------------ models

@@ -271,7 +271,7 @@ def cmd_tune(args: argparse.Namespace) -> None:
         else:
             row.update(best_epoch=r["best_epoch"], **r["valid"])
         rows.append(row)
-    best = {}
+    best: dict[str, dict[str, Any]] = {}
     for row in rows:
         if row["preset"] not in best or row["valid_ppl_corpus"] < best[row["preset"]]["valid_ppl_corpus"]:
             best[row["preset"]] = row

@@ -41,7 +41,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import torch
 import torch.nn.functional as F
@@ -55,6 +55,8 @@ from textvae.lstm_vae import SentenceVAE, SentenceVAEConfig
 from textvae.report import Report, plot_lines, results_table
 from textvae.sentences import SentenceBatch, SentenceDataConfig, SentenceSplits, load_sentence_splits
 from textvae.training import TrainConfig
+
+from spherical_dists import VonMisesFisher
 
 EXAMPLES = Path(__file__).resolve().parent
 RUNS = EXAMPLES / "runs" / "sentence_vae"
@@ -401,7 +403,7 @@ def cmd_interpolate(args: argparse.Namespace) -> None:
     batch = SentenceBatch(tokens.to(device), lengths.to(device), torch.full((2,), -1, device=device))
     with torch.no_grad():
         q = model.posterior(batch)
-        codes = q.loc if model.config.latent == "vmf" else q.mean  # the posterior's mode
+        codes = cast(VonMisesFisher, q).loc if model.config.latent == "vmf" else q.mean  # the posterior's mode
         path = slerp(codes[0], codes[1], torch.linspace(0, 1, args.steps, device=device))
         if model.config.latent == "vmf":
             path = F.normalize(path, dim=-1)

@@ -9,7 +9,7 @@ import io
 import os
 import random
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, cast
 
 import numpy as np
 import torch
@@ -74,7 +74,7 @@ def lock_run_dir(run_dir: Path) -> IO[str]:
 
 def rng_state() -> dict[str, Any]:
     """Python's, NumPy's and torch's random states, NumPy's as plain values (``weights_only`` loads no array)."""
-    kind, keys, pos, has_gauss, cached = np.random.get_state()
+    kind, keys, pos, has_gauss, cached = cast(tuple[str, np.ndarray, int, int, float], np.random.get_state())
     state = {
         "python": random.getstate(),
         "numpy": [kind, torch.from_numpy(keys.astype(np.int64)), pos, has_gauss, cached],

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import math
 from abc import ABC, abstractmethod
-from typing import Any
+from typing import Any, cast
 
 import torch
 import torch.nn.functional as F
@@ -124,6 +124,8 @@ class VMFLatent(Latent):
     is fixed or, with ``learn_kappa``, the start of :math:`\kappa(h) = \mathrm{softplus}(w^\top h + b)` (``w = 0``,
     ``b = softplus^{-1}(kappa)``)."""
 
+    kappa: Tensor  # the fixed concentration (a buffer), without learn_kappa
+
     def __init__(self, in_features: int, dim: int, kappa: float, learn_kappa: bool = False) -> None:
         super().__init__(in_features, dim)
         if not kappa > 0:
@@ -155,21 +157,24 @@ class VMFLatent(Latent):
         return HypersphericalUniform(self.dim, dtype=dtype, device=device)
 
     def kl(self, q: Distribution) -> Tensor:
+        loc = cast(VonMisesFisher, q).loc
         if not self.learn_kappa:
-            return torch.full(q.batch_shape, self._fixed_kl, dtype=q.loc.dtype, device=q.loc.device)
-        return kl_divergence(q, self.prior(q.loc.dtype, q.loc.device))
+            return torch.full(q.batch_shape, self._fixed_kl, dtype=loc.dtype, device=loc.device)
+        return kl_divergence(q, self.prior(loc.dtype, loc.device))
 
     def mean(self, q: Distribution) -> Tensor:
         # E_q[z] = A_p(kappa) mu: the mean direction shrunk by the mean resultant length.
-        return vmf_mean_resultant_length(self.dim, q.concentration).unsqueeze(-1) * q.loc
+        vmf = cast(VonMisesFisher, q)
+        return vmf_mean_resultant_length(self.dim, vmf.concentration).unsqueeze(-1) * vmf.loc
 
     def stats(self, q: Distribution) -> dict[str, float]:
-        return {"kappa": float(q.concentration.detach().mean())}
+        return {"kappa": float(cast(VonMisesFisher, q).concentration.detach().mean())}
 
     def pairwise_log_prob(self, q: Distribution, z: Tensor) -> Tensor:
         # log C_p(kappa_j) + kappa_j mu_j^T z_i
-        kappa = q.concentration.double()
-        return vmf_log_normalizer(self.dim, kappa) + (z.double() @ q.loc.double().T) * kappa
+        vmf = cast(VonMisesFisher, q)
+        kappa = vmf.concentration.double()
+        return vmf_log_normalizer(self.dim, kappa) + (z.double() @ vmf.loc.double().T) * kappa
 
 
 def _kl_to_uniform(dim: int, kappa: float) -> float:
@@ -198,7 +203,7 @@ class PointMass(Distribution):
         self._dtype, self._device = dtype, device
         super().__init__(torch.Size(batch_shape), torch.Size((0,)), validate_args=False)
 
-    def rsample(self, sample_shape: torch.Size = torch.Size()) -> Tensor:
+    def rsample(self, sample_shape: torch.Size | list[int] | tuple[int, ...] = torch.Size()) -> Tensor:
         return torch.zeros(self._extended_shape(sample_shape), dtype=self._dtype, device=self._device)
 
     def log_prob(self, value: Tensor) -> Tensor:

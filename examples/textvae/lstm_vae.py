@@ -54,6 +54,9 @@ class SentenceVAEConfig(Settings):
     skip: bool = setting(False, "feed z to every decoder layer and to the output layer (Dieng et al. 2019)")
 
 
+_State = tuple[Tensor, Tensor] | None  # an LSTM layer's (h, c), or None for zeros
+
+
 class SentenceVAE(TextVAE):
     """The sentence VAE over the words of ``vocab``; batches are :class:`~textvae.sentences.SentenceBatch`."""
 
@@ -99,15 +102,14 @@ class SentenceVAE(TextVAE):
         inputs[:, 0] = self.bos
         return inputs
 
-    def logits(self, inputs: Tensor, z: Tensor, state: tuple[Tensor, Tensor] | None = None) -> tuple[Tensor, list]:
+    def logits(self, inputs: Tensor, z: Tensor, state: list[_State] | None = None) -> tuple[Tensor, list[_State]]:
         """Output logits ``(N, T, V)`` for decoder input ids ``(N, T)`` and codes ``z`` ``(N, dim)``, and the final
         ``(h, c)`` of every layer; ``state`` continues from a previous call (``None``: start from ``z``)."""
         n, t = inputs.shape
         z_steps = z.unsqueeze(1).expand(n, t, z.shape[-1])
-        if state is None:
-            state = self._initial_state(z)
+        state = self._initial_state(z) if state is None else state
         x = self.dropout(self.decoder_embedding(inputs))
-        final = []
+        final: list[_State] = []
         for i, lstm in enumerate(self.decoder):
             if i == 0 or self.config.skip:
                 x = torch.cat([x, z_steps], dim=-1)
@@ -118,7 +120,7 @@ class SentenceVAE(TextVAE):
             x = torch.cat([x, z_steps], dim=-1)
         return self.output(x), final
 
-    def _initial_state(self, z: Tensor) -> list[tuple[Tensor, Tensor] | None]:
+    def _initial_state(self, z: Tensor) -> list[_State]:
         if not self.latent.dim:
             return [None] * self.config.layers  # zeros
         h, c = torch.tanh(self.initial_state(z)).chunk(2, dim=-1)
@@ -148,7 +150,8 @@ class SentenceVAE(TextVAE):
         self.eval()
         n = z.shape[0]
         current = torch.full((n, 1), self.bos, dtype=torch.int64, device=z.device)
-        state, out = None, []
+        state: list[_State] | None = None
+        out: list[Tensor] = []
         for _ in range(max_length):  # generation only: training never loops over tokens
             inputs = torch.full_like(current, self.unk) if self.config.inputless and out else current
             logits, state = self.logits(inputs, z, state)

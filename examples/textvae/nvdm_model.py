@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, cast
 
 import torch
 import torch.nn.functional as F
@@ -96,7 +96,7 @@ class NVDM(TextVAE):
             self.decoder = nn.Sequential(nn.Linear(config.latent_dim, vocab_size))
         if word_log_freq is not None:
             with torch.no_grad():
-                self.decoder[-1].bias.copy_(word_log_freq)
+                cast(nn.Linear, self.decoder[-1]).bias.copy_(word_log_freq)
 
     def posterior(self, batch: Tensor) -> Distribution:
         return self.latent(self.encoder(batch))

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sized
 from typing import Any, TypeVar
 
 __all__ = ["Progress", "track"]
@@ -38,7 +38,7 @@ class Progress:
 
 def track(items: Iterable[T], desc: str, enabled: bool) -> Iterator[T]:
     """``items`` with a bar over them (its total from ``len(items)`` where that exists)."""
-    with Progress(enabled, len(items) if hasattr(items, "__len__") else 0, 0, desc) as progress:
+    with Progress(enabled, len(items) if isinstance(items, Sized) else 0, 0, desc) as progress:
         for item in items:
             yield item
             progress.update()

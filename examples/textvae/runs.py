@@ -22,8 +22,9 @@ import sys
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
+from multiprocessing.connection import Connection
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import torch
 
@@ -208,7 +209,7 @@ def run_many(
     ]
     queue = longest_first(jobs, cost)
     context = multiprocessing.get_context("spawn")  # a fresh interpreter, never a fork of running thread pools
-    running: dict[Any, tuple[int, Any]] = {}
+    running: dict[Connection, tuple[int, Any]] = {}
     results: list[dict[str, Any]] = [{}] * len(work)
     try:
         while queue or running:
@@ -219,7 +220,8 @@ def run_many(
                 process.start()
                 send.close()
                 running[receive] = (i, process)
-            for receive in multiprocessing.connection.wait(list(running)):
+            for ready in multiprocessing.connection.wait(list(running)):
+                receive = cast(Connection, ready)  # wait() returns some of the connections it was given
                 i, process = running.pop(receive)
                 try:
                     results[i] = receive.recv()
