@@ -28,7 +28,7 @@ from .config import POSITIVE, PROBABILITY, Settings, at_least, setting
 from .latents import make_latent
 from .vae import TextVAE
 
-__all__ = ["NVDMConfig", "NVDM"]
+__all__ = ["NVDMConfig", "NVDM", "CountLinear"]
 
 
 @dataclass(frozen=True)
@@ -45,7 +45,7 @@ class NVDMConfig(Settings):
     dropout: float = setting(0.0, "dropout on the encoder's hidden layers in training", PROBABILITY)
 
 
-class _CountLinear(nn.Module):
+class CountLinear(nn.Module):
     r"""The encoder's first layer, :math:`x W + b` for count vectors :math:`x`, computed over the nonzero counts.
 
     A 20NG document has about 65 distinct words of the 2,000 in the vocabulary, so on the CPU an
@@ -82,7 +82,7 @@ class NVDM(TextVAE):
         super().__init__(make_latent(config.latent, config.hidden, config.latent_dim, config.kappa, config.learn_kappa))
         self.config = config
         self.vocab_size = vocab_size
-        layers: list[nn.Module] = [_CountLinear(vocab_size, config.hidden), nn.Tanh(), nn.Dropout(config.dropout)]
+        layers: list[nn.Module] = [CountLinear(vocab_size, config.hidden), nn.Tanh(), nn.Dropout(config.dropout)]
         for _ in range(config.encoder_layers - 1):
             layers += [nn.Linear(config.hidden, config.hidden), nn.Tanh(), nn.Dropout(config.dropout)]
         self.encoder = nn.Sequential(*layers)

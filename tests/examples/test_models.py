@@ -69,10 +69,10 @@ def test_nvdm_architecture_options() -> None:
 
 
 def test_count_layer_is_the_dense_affine_map_of_the_counts() -> None:
-    from textvae.nvdm_model import _CountLinear
+    from textvae.nvdm_model import CountLinear
 
     torch.manual_seed(0)
-    layer = _CountLinear(vocab_size=30, width=7).double()
+    layer = CountLinear(vocab_size=30, width=7).double()
     counts = torch.poisson(torch.full((5, 30), 0.3, dtype=torch.float64))
     counts[2] = 0.0  # an empty document maps to the bias
     out = layer(counts)
