@@ -149,17 +149,15 @@ _Job = tuple[Pipeline, Any, Path, bool, bool, str]
 
 
 def _run_or_report(job: _Job) -> dict[str, Any]:
-    """:func:`run_one`, except that a diverged or interrupted run becomes a result with an ``error``, so that
-    one bad setting (a learning rate too large) does not stop the runs beside it."""
+    """:func:`run_one`, except that a diverged run becomes a result with an ``error``, so that one bad setting
+    (a learning rate too large) does not stop the runs beside it."""
     pipeline, experiment, _, _, _, prefix = job
-    flat = cfg.to_flat(experiment)
     try:
         return run_one(*job)
     except NonFiniteLossError as error:
         print(f"{prefix}error: {error}", file=sys.stderr, flush=True)
+        flat = cfg.to_flat(experiment)
         return {"label": pipeline.label(flat), "config": flat, "error": str(error)}
-    except KeyboardInterrupt:
-        return {"label": pipeline.label(flat), "config": flat, "error": "interrupted; run again with --resume"}
 
 
 def _child(job: _Job, results: Any, parent: int) -> None:
@@ -168,7 +166,12 @@ def _child(job: _Job, results: Any, parent: int) -> None:
     if os.getppid() != parent:  # the parent died before the request took effect
         return
     signal.signal(signal.SIGTERM, _interrupt)
-    results.send(_run_or_report(job))
+    try:
+        result = _run_or_report(job)
+    except KeyboardInterrupt:  # its checkpoint is saved; the parent stops the command
+        flat = cfg.to_flat(job[1])
+        result = {"label": job[0].label(flat), "config": flat, "error": "interrupted; run again with --resume"}
+    results.send(result)
 
 
 def parallel_plan(n_jobs: int, n_runs: int) -> tuple[int, int]:

@@ -226,6 +226,23 @@ def test_parallel_runs_never_use_more_threads_than_cores(
     assert runs_module.parallel_plan(jobs, n_runs) == plan
 
 
+def test_an_interruption_stops_the_runs_after_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Ctrl-C during the first of several runs in one process stops the command: the next runs must not
+    start (an interrupted run used to come back as a failed result, and the loop went on)."""
+    started: list[str] = []
+
+    def interrupted_run(pipeline, experiment, run_dir, *args):  # type: ignore[no-untyped-def]
+        started.append(run_dir.name)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(runs_module, "run_one", interrupted_run)
+    args = nvdm.build_parser().parse_args(["compare"])
+    jobs = [(name, nvdm.configure(args, name)) for name in nvdm.QUICK_ROWS]
+    with pytest.raises(KeyboardInterrupt):
+        runs_module.run_many(nvdm.PIPELINE, jobs, Path("runs"), resume=False, n_jobs=1)
+    assert started == [nvdm.QUICK_ROWS[0]]
+
+
 def test_parallel_runs_start_with_the_longest() -> None:
     """run_many starts the runs in decreasing expected cost, so that no process is left alone with a long
     run at the end (it returns them in job order)."""
