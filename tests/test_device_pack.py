@@ -61,10 +61,18 @@ def test_dry_run_writes_the_summaries(tmp_path: Path) -> None:
     assert accuracy["met"] and accuracy["max_error"] <= 1e-13
     assert len(accuracy["mpmath_device"]) == 6 and len(accuracy["device_vs_cpu_vmf_log_normalizer"]) == 4
     assert {r["function"] for r in doc["special"]["throughput"]} == {"log_iv", "vmf_log_normalizer(p=1024)"}
+    training = doc["training"]  # step 5: the sentence VAE's script run as a program, two presets in a dry run
+    assert training["note"] == "" and [r["preset"] for r in training["rows"]] == ["rnnlm", "vmf-vae"]
+    for r in training["rows"]:
+        assert r["steps"] == 3 and r["ms_per_step"] > 0 and r["train_tokens_per_s"] > 0
+        assert 0 < r["epoch_s"] < r["row_s_at_max_epochs"] and r["test_eval_s"] > 0 and r["iw_samples"] == 10
+    assert training["full_tokens"]["test"] > training["full_tokens"]["valid"] > 0
     assert set(doc["verdict"]) >= {"tests_passed", "sampler_unbiased", "no_host_sync", "special_within_1e-13"}
+    assert doc["verdict"]["training_timed"] is True
 
     markdown = (tmp_path / "device_pack.md").read_text()
     for heading in ("# Device pack (dry run)", "## 1. Environment", "## 2. CUDA tests", "## 3. Sampler"):
         assert heading in markdown
     assert "## 4. Special functions" in markdown and "## Verdict" in markdown
+    assert "## 5. Sentence VAE training steps" in markdown and "| vmf-vae |" in markdown
     assert str(tmp_path) not in markdown  # paths in the summaries are the repository's or $OUT
