@@ -1,7 +1,7 @@
 """Sentence VAE (LSTM language model) with a Gaussian or a von Mises-Fisher latent: Table 1 of Xu & Durrett (2018).
 
 Quick start on 2 CPU cores (a small model on a slice of the Penn Treebank, a few minutes): RNNLM, G-VAE and
-vMF-VAE side by side, then the table with the published numbers beside ours (not comparable: small model)::
+vMF-VAE side by side, then their table (the paper's column stays empty: a small model is not comparable)::
 
     python examples/sentence_vae.py compare --jobs 2
 
@@ -209,9 +209,14 @@ PIPELINE = runs.Pipeline(label=label, setup=setup, summary=summary)
 
 # -------------------------------------------------------------------------------------------- tables
 def paper_number(result: dict[str, Any]) -> str | None:
-    """``NLL (KL) / PPL`` of the same row of the paper's Table 1 (PTB, kappa 35 / 80, no skip, fixed kappa)."""
+    """``NLL (KL) / PPL`` of the same row of the paper's Table 1 (PTB, kappa 35 / 80, no skip, fixed kappa), if
+    the run is comparable with it: the full-size model on all of PTB, not cut short by a step or time budget."""
     c = result["config"]
     if result["data"]["name"] != "ptb" or c["skip"] or c["learn_kappa"]:
+        return None
+    full_size = all(c[k] == _PROTOCOL[k] for k in ("embed", "hidden", "latent_dim", "dropout")) and c["layers"] == 1
+    cut = c["limit_sentences"] or c["limit_eval_sentences"] or result.get("stop_reason") in ("max steps", "time budget")
+    if not full_size or cut:
         return None
     if c["latent"] == "vmf" and c["kappa"] != PAPER_KAPPA[c["inputless"]]:
         return None

@@ -89,12 +89,16 @@ def test_presets_quick_preset_and_flags_combine() -> None:
         ("vmf-vae", {"kappa": 50.0}, None),  # the paper's kappa only
         ("vmf-vae-skip", {}, None),
         ("vmf-vae-learned-kappa", {}, None),
+        ("vmf-vae", sentence_vae.QUICK, None),  # the CPU quick preset: a small model on a slice
+        ("g-vae", {"hidden": 64}, None),
     ],
 )
 def test_paper_numbers_only_beside_the_same_row(preset: str, flags: dict, paper: str | None) -> None:
     flat = {**sentence_vae.cfg.to_flat(sentence_vae.Experiment()), **sentence_vae.PRESETS[preset], **flags}
     assert sentence_vae.paper_number({"config": flat, "data": {"name": "ptb"}}) == paper
     assert sentence_vae.paper_number({"config": flat, "data": {"name": "ptb:/elsewhere"}}) is None
+    cut = {"config": flat, "data": {"name": "ptb"}, "stop_reason": "time budget"}  # a GPU lease's budget
+    assert sentence_vae.paper_number(cut) is None
 
 
 def _torchrun(data_dir: Path, run: Path, *flags: str) -> str:
