@@ -33,7 +33,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -249,10 +249,15 @@ def train_presets(presets: Sequence[str], root: Path) -> list[Path]:
 def load_run(run_dir: Path) -> tuple[NVDM, dict[str, Any], BowCorpus]:
     """The best-validation model of a run directory of ``nvdm.py`` (on the CPU), its ``result.json`` and the
     test corpus of its data settings."""
-    result = json.loads((run_dir / "result.json").read_text())
-    data = cfg.section(BowDataConfig, result["config"])
-    splits = load_splits(data)
-    model = NVDM(cfg.section(NVDMConfig, result["config"]), splits.train.vocab_size)
+    try:
+        result = json.loads((run_dir / "result.json").read_text())
+        config = result["config"]
+        if not {f.name for f in fields(NVDMConfig) + fields(BowDataConfig)} <= config.keys():
+            raise ValueError("not a run of nvdm.py")
+    except (ValueError, KeyError, TypeError) as error:  # JSONDecodeError is a ValueError
+        raise runs.RunError(f"{run_dir / 'result.json'} is not a finished run of nvdm.py ({error})") from None
+    splits = load_splits(cfg.section(BowDataConfig, config))
+    model = NVDM(cfg.section(NVDMConfig, config), splits.train.vocab_size)
     model.load_state_dict(load_checkpoint(run_dir / "best.pt", torch.device("cpu")))
     return model, result, splits.test
 
@@ -386,7 +391,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    return runs.main(build_parser(), argv)
+    return runs.main(build_parser(), argv, interrupted="run the same command to continue (finished models are kept)")
 
 
 if __name__ == "__main__":

@@ -150,9 +150,12 @@ PIPELINE = runs.Pipeline(label=label, setup=setup, summary=summary)
 
 # -------------------------------------------------------------------------------------------- tables
 def truncated(result: dict[str, Any]) -> bool:
-    """Whether training stopped at an epoch budget below the protocol's, before early stopping could."""
-    stopped_by_budget = result.get("stop_reason") == "max epochs"
-    return stopped_by_budget and result["config"]["max_epochs"] < _PROTOCOL["max_epochs"]
+    """Whether training stopped at a budget below the protocol's (epochs, steps or time), before early
+    stopping could."""
+    reason = result.get("stop_reason")
+    return reason in ("max steps", "time budget") or (
+        reason == "max epochs" and result["config"]["max_epochs"] < _PROTOCOL["max_epochs"]
+    )
 
 
 def paper_number(result: dict[str, Any]) -> int | None:
@@ -166,6 +169,15 @@ def paper_number(result: dict[str, Any]) -> int | None:
     return PAPER_20NG.get((c["latent"], c["latent_dim"]))
 
 
+def _budget(result: dict[str, Any]) -> str:
+    c = result["config"]
+    return {
+        "max epochs": f"{c['max_epochs']} epochs",
+        "max steps": f"{c.get('max_steps')} steps",
+        "time budget": f"a time budget of {c.get('time_budget', 0):g} s",
+    }[result["stop_reason"]]
+
+
 def budget_note(results: Sequence[dict[str, Any]]) -> str:
     """For runs cut short by an epoch budget: say so, and give the full protocol's committed numbers."""
     cut = [r for r in results if "error" not in r and truncated(r)]
@@ -173,7 +185,7 @@ def budget_note(results: Sequence[dict[str, Any]]) -> str:
         return ""
     epochs = ", ".join(f"{r['label']} {r['best_epoch']} of {r['epochs']}" for r in cut)
     note = (
-        f"Truncated budget: these runs stopped at {cut[0]['config']['max_epochs']} epochs, before early stopping "
+        f"Truncated budget: these runs stopped at {_budget(cut[0])}, before early stopping "
         f"(best epoch: {epochs}; a best epoch at the end means the model was still improving), so the paper "
         "column is left empty."
     )

@@ -205,6 +205,8 @@ def load_splits(config: BowDataConfig) -> BowSplits:
     if config.limit_docs:
         train = train.subset(torch.arange(min(config.limit_docs, len(train))))
         test = test.subset(torch.arange(min(config.limit_docs, len(test))))
+    if config.valid_docs >= len(train):
+        raise ConfigError(f"--valid-docs must be below the {len(train)} training documents, got {config.valid_docs}")
     kept, held_out = holdout_split(len(train), config.valid_docs, config.split_seed)
     if config.train_docs:
         if config.train_docs > kept.numel():

@@ -19,7 +19,14 @@ import torch.distributed as dist
 
 from .config import ConfigError
 
-__all__ = ["seed_everything", "select_device", "available_cores", "distributed_rank", "process_group"]
+__all__ = [
+    "DEFAULT_THREADS",
+    "seed_everything",
+    "select_device",
+    "available_cores",
+    "distributed_rank",
+    "process_group",
+]
 __all__ += ["die_with_parent", "interrupt_requests"]
 
 
@@ -44,6 +51,10 @@ def select_device(name: str = "auto") -> torch.device:
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ConfigError(f"--device {name}: CUDA is not available on this machine (use --device cpu or auto)")
     return device
+
+
+#: torch's thread count when this module was first imported (it follows OMP_NUM_THREADS).
+DEFAULT_THREADS = torch.get_num_threads()
 
 
 def available_cores() -> int:

@@ -30,7 +30,7 @@ from torch import Tensor, nn
 from torch.distributions import Distribution
 from torch.nn.utils.rnn import pack_padded_sequence
 
-from .config import POSITIVE, PROBABILITY, Settings, at_least, setting
+from .config import POSITIVE, PROBABILITY, ConfigError, Settings, at_least, setting
 from .latents import make_latent
 from .sentences import SentenceBatch, Vocabulary
 from .vae import TextVAE
@@ -52,6 +52,11 @@ class SentenceVAEConfig(Settings):
     dropout: float = setting(0.5, "dropout on the embeddings and the decoder's output in training", PROBABILITY)
     inputless: bool = setting(False, "replace every decoder input word by <unk>, in training and evaluation")
     skip: bool = setting(False, "feed z to every decoder layer and to the output layer (Dieng et al. 2019)")
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.learn_kappa and self.latent != "vmf":
+            raise ConfigError(f"--learn-kappa needs --latent vmf, got --latent {self.latent}")
 
 
 _State = tuple[Tensor, Tensor] | None  # an LSTM layer's (h, c), or None for zeros

@@ -24,7 +24,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.distributions import Distribution
 
-from .config import POSITIVE, PROBABILITY, Settings, at_least, setting
+from .config import POSITIVE, PROBABILITY, ConfigError, Settings, at_least, setting
 from .latents import make_latent
 from .vae import TextVAE
 
@@ -43,6 +43,11 @@ class NVDMConfig(Settings):
     encoder_layers: int = setting(2, "tanh hidden layers of the encoder", at_least(1))
     decoder_hidden: int = setting(0, "width of a tanh hidden layer in the decoder (0: Miao's linear one)", at_least(0))
     dropout: float = setting(0.0, "dropout on the encoder's hidden layers in training", PROBABILITY)
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.learn_kappa and self.latent != "vmf":
+            raise ConfigError(f"--learn-kappa needs --latent vmf, got --latent {self.latent}")
 
 
 class CountLinear(nn.Module):

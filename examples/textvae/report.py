@@ -107,10 +107,13 @@ def run_metadata(device: torch.device | None = None, repo: str | Path | None = N
 
 
 def write_json(path: str | Path, obj: Any) -> None:
-    """Write ``obj`` as indented JSON (floats as Python prints them), creating parent directories."""
+    """Write ``obj`` as indented JSON (floats as Python prints them), creating parent directories; through a
+    temporary file renamed into place, so that an interruption never leaves half a file."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(obj, indent=2) + "\n")
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(obj, indent=2) + "\n")
+    os.replace(tmp, path)
 
 
 def markdown_table(rows: Sequence[dict[str, Any]], columns: Sequence[tuple[str, str, str]]) -> str:

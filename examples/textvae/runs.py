@@ -31,7 +31,7 @@ import torch
 from . import config as cfg
 from .checkpoint import CheckpointError
 from .data import Batches, DataFormatError
-from .environment import available_cores, die_with_parent, distributed_rank, seed_everything
+from .environment import DEFAULT_THREADS, available_cores, die_with_parent, distributed_rank, seed_everything
 from .evaluation import evaluate
 from .report import write_json
 from .training import BUDGETS, RESUMABLE_CHANGES, NonFiniteLossError, Trainer
@@ -68,6 +68,10 @@ class Pipeline:
 
 class RunError(RuntimeError):
     """A command that cannot do what it was asked, for a reason its message gives."""
+
+
+#: The errors a user can fix (bad data, settings, files, a diverging model): one ``error:`` line each.
+USER_ERRORS = (NonFiniteLossError, CheckpointError, DataFormatError, cfg.ConfigError, RunError, OSError)
 
 
 def _finished(result_path: Path, experiment: Any, test: bool) -> dict[str, Any] | None:
@@ -109,12 +113,15 @@ def run_one(
     if previous is not None:
         log(f"{label}: already finished in {run_dir}")
         return previous
-    # One thread per core, shared among the processes of this machine under torchrun.
+    # torch's default (which follows OMP_NUM_THREADS), but never more threads than cores, shared among the
+    # processes of this machine under torchrun.
     local_processes = int(os.environ.get("LOCAL_WORLD_SIZE", 1))
-    torch.set_num_threads(experiment.train.threads or max(1, available_cores() // local_processes))
+    threads = min(DEFAULT_THREADS, max(1, available_cores() // local_processes))
+    torch.set_num_threads(experiment.train.threads or threads)
     seed_everything(experiment.train.seed)
     setup = pipeline.setup(experiment, rank, world_size)
-    trainer = Trainer(setup.model, setup.train, setup.valid, experiment.train, run_dir, run_config=flat, log=log)
+    defaults = cfg.to_flat(type(experiment)())
+    trainer = Trainer(setup.model, setup.train, setup.valid, experiment.train, run_dir, flat, log, defaults)
     processes = f", {world_size} processes" if world_size > 1 else ""
     log(f"{label}: {setup.description}; {trainer.device}{processes}, {torch.get_num_threads()} thread(s); {run_dir}")
     fit = trainer.fit(resume=resume)
@@ -166,12 +173,15 @@ def _child(job: _Job, results: Any, parent: int) -> None:
     if os.getppid() != parent:  # the parent died before the request took effect
         return
     signal.signal(signal.SIGTERM, _interrupt)
+    flat = cfg.to_flat(job[1])
     try:
         result = _run_or_report(job)
     except KeyboardInterrupt:  # its checkpoint is saved; the parent stops the command
-        flat = cfg.to_flat(job[1])
         result = {"label": job[0].label(flat), "config": flat, "error": "interrupted; run again with --resume"}
-    results.send(result)
+    except USER_ERRORS as error:  # the parent stops the command with this message
+        result = {"label": job[0].label(flat), "config": flat, "fatal": f"{job[5]}{_message(error)}"}
+    with contextlib.suppress(OSError):  # a parent killed meanwhile reads nothing
+        results.send(result)
 
 
 def parallel_plan(n_jobs: int, n_runs: int) -> tuple[int, int]:
@@ -229,9 +239,12 @@ def run_many(
                 try:
                     results[i] = receive.recv()
                 except EOFError:  # the child died without a result
-                    results[i] = {"label": jobs[i][0], "config": cfg.to_flat(jobs[i][1]), "error": "process died"}
+                    flat = cfg.to_flat(jobs[i][1])
+                    results[i] = {"label": pipeline.label(flat), "config": flat, "error": "its process died"}
                 process.join()
-    except KeyboardInterrupt:  # Ctrl-C reaches the children by itself, kill this process only: tell them
+                if "fatal" in results[i]:
+                    raise RunError(results[i]["fatal"])
+    except BaseException:  # Ctrl-C reaches the children by itself, kill or an error here not: tell them
         for _, process in running.values():
             with contextlib.suppress(ProcessLookupError):
                 os.kill(process.pid, signal.SIGTERM)
@@ -264,9 +277,19 @@ def _interrupt(signum: int, frame: Any) -> None:
     raise KeyboardInterrupt
 
 
-def main(parser: argparse.ArgumentParser, argv: Sequence[str] | None = None) -> int:
-    """Parse ``argv`` and run the command's ``func``; SIGTERM stops it like Ctrl-C (exit code 130, runs
-    resumable), and an error a user can fix is one ``error:`` line (exit code 1)."""
+def _message(error: BaseException) -> str:
+    if isinstance(error, OSError) and not isinstance(error, FileNotFoundError):  # a full disk, a read-only folder
+        return f"{error.filename or 'a file'}: {error.strerror or error}"
+    return str(error)
+
+
+def main(
+    parser: argparse.ArgumentParser,
+    argv: Sequence[str] | None = None,
+    interrupted: str = "run the same command with --resume to continue",
+) -> int:
+    """Parse ``argv`` and run the command's ``func``; SIGTERM stops it like Ctrl-C (exit code 130, with the
+    hint ``interrupted``), and an error a user can fix is one ``error:`` line (exit code 1)."""
     args = parser.parse_args(argv)
     if getattr(args, "jobs", 1) < 1:
         parser.error(f"--jobs must be >= 1, got {args.jobs}")
@@ -274,20 +297,10 @@ def main(parser: argparse.ArgumentParser, argv: Sequence[str] | None = None) -> 
     try:
         args.func(args)
     except KeyboardInterrupt:
-        print("interrupted: run the same command with --resume to continue", file=sys.stderr)
+        print(f"interrupted: {interrupted}", file=sys.stderr)
         return 130
-    except (
-        NonFiniteLossError,
-        CheckpointError,
-        DataFormatError,
-        FileNotFoundError,
-        cfg.ConfigError,
-        RunError,
-    ) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 1
-    except OSError as error:  # a result or log that cannot be written, a full disk
-        print(f"error: {error.filename or 'a file'}: {error.strerror or error}", file=sys.stderr)
+    except USER_ERRORS as error:
+        print(f"error: {_message(error)}", file=sys.stderr)
         return 1
     finally:
         signal.signal(signal.SIGTERM, previous)

@@ -92,7 +92,8 @@ class Trainer:
     """Train a :class:`~textvae.vae.TextVAE` on the ``train`` batches (shuffled; this process's shard under
     data parallelism), validated on ``valid``, into ``run_dir`` (``last.pt``, ``best.pt``, ``metrics.jsonl``).
     ``run_config``, the run's flat configuration, is stored in the checkpoint: a resume with other settings
-    than :data:`RESUMABLE_CHANGES` is refused. ``log`` receives one-line messages."""
+    than :data:`RESUMABLE_CHANGES` is refused (a setting the checkpoint lacks counts at its value in
+    ``defaults``, else at TrainConfig's default). ``log`` receives one-line messages."""
 
     def __init__(
         self,
@@ -103,6 +104,7 @@ class Trainer:
         run_dir: str | Path,
         run_config: dict[str, Any] | None = None,
         log: Callable[[str], None] = print,
+        defaults: dict[str, Any] | None = None,
     ) -> None:
         self.config = config
         self.device = select_device(config.device)
@@ -117,6 +119,7 @@ class Trainer:
         self.last_path, self.best_path = self.run_dir / "last.pt", self.run_dir / "best.pt"
         self.metrics_path = self.run_dir / "metrics.jsonl"
         self.run_config = dict(run_config or asdict(config))
+        self.defaults = {**asdict(TrainConfig()), **(defaults or {})}
         self.log = log if self.rank == 0 else (lambda line: None)
         if config.optimizer == "sgd":
             self.optimizer: torch.optim.Optimizer = torch.optim.SGD(model.parameters(), lr=config.lr)
@@ -167,10 +170,12 @@ class Trainer:
 
     def _load_last(self) -> None:
         checkpoint = load_checkpoint(self.last_path, self.device)
-        stored = checkpoint["run_config"]
-        changed = {k for k in stored.keys() | self.run_config.keys() if stored.get(k) != self.run_config.get(k)}
+        # A setting added after the checkpoint was written is compared at its default, the behaviour before it.
+        stored = {**self.defaults, **checkpoint["run_config"]}
+        current = {**self.defaults, **self.run_config}
+        changed = {k for k in stored.keys() | current.keys() if stored.get(k) != current.get(k)}
         if changed - RESUMABLE_CHANGES:
-            details = ", ".join(f"{k}: {stored.get(k)!r} -> {self.run_config.get(k)!r}" for k in sorted(changed))
+            details = ", ".join(f"{k}: {stored.get(k)!r} -> {current.get(k)!r}" for k in sorted(changed))
             raise CheckpointError(f"cannot resume {self.last_path}: it was started with other settings ({details})")
         self.model.load_state_dict(checkpoint["model"])
         self.optimizer.load_state_dict(checkpoint["optimizer"])
@@ -192,9 +197,11 @@ class Trainer:
         return 1.0 if steps <= 0 else min(1.0, self.state["global_step"] / steps)
 
     def _diverged(self, what: str) -> NonFiniteLossError:
+        saved = f"the last good checkpoint ({self.last_path}; the best weights are in {self.best_path})"
+        saved = saved if self.config.checkpoints else "the start (--no-checkpoints)"
         return NonFiniteLossError(
-            f"the model diverged: {what}; training stopped, and nothing was saved after the last good checkpoint "
-            f"({self.last_path}; the best weights are in {self.best_path}). Try a lower --lr or --clip-grad."
+            f"the model diverged: {what}; training stopped, and nothing was saved after {saved}. "
+            "Try a lower --lr or --clip-grad."
         )
 
     def _step(self, batch: Any) -> None:
@@ -271,7 +278,10 @@ class Trainer:
             self._set_lr(state["lr"] / config.lr_decay)
         state["history"].append(record)
         state.update(epoch=epoch, step_in_epoch=0, sums=self._zero_sums())
-        state["stop_reason"] = self._stop_reason()
+        reason = [self._stop_reason()]
+        if self.world_size > 1:  # the processes' clocks differ: rank 0's decides for the time budget
+            dist.broadcast_object_list(reason, src=0)
+        state["stop_reason"] = reason[0]
         self._save_last()
         if self.rank == 0:
             with self.metrics_path.open("a") as handle:
@@ -328,6 +338,8 @@ class Trainer:
             # The run's random stream (sampling, dropout) depends on the seed alone, not on what consumed
             # the global generator before (building the model); each process has its own.
             seed_everything(derive_seed(self.config.seed, 1, *([self.rank] if self.world_size > 1 else [])))
+        if state["step_in_epoch"] and self._stop_reason() in ("max steps", "time budget"):
+            self._end_epoch((time.perf_counter(), time.process_time()))  # score the partial epoch of a resume
         state["stop_reason"] = self._stop_reason()  # a resume with a larger budget or patience continues
         with interrupt_requests() as interrupt:
             while state["stop_reason"] is None:

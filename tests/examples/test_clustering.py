@@ -122,3 +122,14 @@ def test_a_preset_is_trained_by_the_document_script_in_a_child_process(
     assert cluster_20ng.main(["--presets", "no-such-preset", "--run-dir", str(tmp_path)]) == 1
     err = capsys.readouterr().err.strip().splitlines()
     assert err[-1].startswith("error: `nvdm.py train --preset no-such-preset` failed (exit code 2)")
+
+
+@pytest.mark.parametrize("content", ['{"config": {', '{"label": "RNNLM", "config": {"latent": "none"}}'])
+def test_a_damaged_or_foreign_run_is_one_error_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture, content: str
+) -> None:
+    """A truncated result.json, or a run directory of sentence_vae.py, used to end in a traceback."""
+    (tmp_path / "result.json").write_text(content)
+    assert cluster_20ng.main(["--runs", str(tmp_path)]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith(f"error: {tmp_path / 'result.json'} is not a finished run of nvdm.py")

@@ -362,3 +362,44 @@ def test_a_full_disk_is_one_error_line_naming_the_checkpoint(
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith(f"error: cannot write {tmp_path}") and "disk full" in err[0]
     assert not list(tmp_path.glob("*.tmp"))
+
+
+def test_a_user_error_in_a_parallel_run_is_one_error_line(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    """An error a user can fix inside a --jobs child (here: data that is not there) used to print a child's
+    traceback, come back as "process died" and end with exit status 0."""
+    missing = tmp_path / "nothing"
+    code = nvdm.main(
+        ["compare", "--jobs", "2", "--run-dir", str(tmp_path / "runs"), *SMALL, "--data-dir", str(missing)]
+    )
+    assert code == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].startswith("error: [g-nvdm-50] ") and str(missing) in err[-1]
+    assert not any("Traceback" in line for line in err)
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (["--latent", "gaussian", "--learn-kappa"], "error: --learn-kappa needs --latent vmf"),
+        (["--limit-docs", "300", "--valid-docs", "1000"], "error: --valid-docs must be below the 300 training"),
+    ],
+)
+def test_settings_that_contradict_each_other_are_one_error_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture, flags: list[str], message: str
+) -> None:
+    """Both used to end in a ValueError traceback (from make_latent and from holdout_split)."""
+    assert nvdm.main(["train", "--run-dir", str(tmp_path / "run"), "--no-progress", *flags]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith(message)
+
+
+def test_a_run_cut_by_a_step_or_time_budget_has_no_paper_column() -> None:
+    args = nvdm.build_parser().parse_args(["train"])
+    flat = nvdm.cfg.to_flat(nvdm.configure(args, "v-nvdm-25"))
+    for reason, setting, said in (
+        ("max steps", {"max_steps": 400}, "400 steps"),
+        ("time budget", {"time_budget": 300.0}, "300 s"),
+    ):
+        result = {"label": "v-NVDM", "config": {**flat, **setting}, "data": {"name": "20ng"}, "stop_reason": reason}
+        result.update(best_epoch=3, epochs=3)
+        assert nvdm.paper_number(result) is None and f"{said}, before early stopping" in nvdm.budget_note([result])

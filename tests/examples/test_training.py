@@ -249,3 +249,26 @@ def test_without_checkpoints_nothing_is_written_but_metrics_and_the_run_is_the_s
     assert _without_time(a.history) == _without_time(b.history) and a.best_epoch == b.best_epoch
     assert _same(_params(with_files), _params(without))  # both hold the best epoch's weights
     assert sorted(p.name for p in (tmp_path / "b").iterdir()) == [".lock", "metrics.jsonl"]
+
+
+def test_a_checkpoint_from_before_a_setting_existed_resumes(tiny_corpora, tmp_path: Path) -> None:
+    """A checkpoint written before --no-checkpoints existed lacks that setting: it counts at its default
+    (resuming it used to fail with "started with other settings (checkpoints: None -> True)")."""
+    from textvae.checkpoint import save_checkpoint
+
+    _trainer(tiny_corpora, tmp_path, replace(TRAIN, max_epochs=1)).fit()
+    checkpoint = load_checkpoint(tmp_path / "last.pt", torch.device("cpu"))
+    for name in ("checkpoints", "max_steps", "time_budget"):
+        del checkpoint["run_config"][name]
+    save_checkpoint(checkpoint, tmp_path / "last.pt")
+    assert _trainer(tiny_corpora, tmp_path, replace(TRAIN, max_epochs=2)).fit(resume=True).epochs == 2
+
+
+def test_a_resumed_partial_epoch_whose_budget_is_spent_is_validated(tiny_corpora, tmp_path: Path) -> None:
+    """Ctrl-C at step 8 (epoch 2, step 2), then --resume with --max-steps 8: the two steps of epoch 2 are
+    validated and scored instead of being dropped (which left a first-epoch run without best.pt)."""
+    interrupted = _trainer(tiny_corpora, tmp_path, model_cls=_SelfInterruptingNVDM, interrupt_at=8)
+    with pytest.raises(KeyboardInterrupt):
+        interrupted.fit()
+    result = _trainer(tiny_corpora, tmp_path, replace(TRAIN, max_steps=8)).fit(resume=True)
+    assert result.stop_reason == "max steps" and [r["step"] for r in result.history] == [6, 8]
