@@ -79,10 +79,9 @@ def section(cls: type[C], flat: dict[str, Any]) -> C:
     return cls(**{f.name: flat[f.name] for f in dataclasses.fields(cls) if f.name in flat})  # type: ignore[arg-type]
 
 
-def changed_settings(cls: type, stored: dict[str, Any], current: dict[str, Any]) -> set[str]:
+def changed_settings(defaults: dict[str, Any], stored: dict[str, Any], current: dict[str, Any]) -> set[str]:
     """The settings in which ``current`` differs from ``stored``, the flat configuration of an earlier run.
-    A setting added after that run is compared at its default, the behaviour that came before it."""
-    defaults = to_flat(cls())
+    A setting added after that run is compared at its value in ``defaults``, the behaviour before it."""
     return {
         k for k in stored.keys() | current.keys() if stored.get(k, defaults.get(k)) != current.get(k, defaults.get(k))
     }

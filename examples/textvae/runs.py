@@ -88,7 +88,8 @@ def _finished(result_path: Path, experiment: Any, test: bool) -> dict[str, Any] 
         ) from None
     # A larger budget or patience continues the run from its checkpoint instead of reusing it.
     ignored = RESUMABLE_CHANGES - BUDGETS
-    same = not cfg.changed_settings(type(experiment), previous["config"], cfg.to_flat(experiment)) - ignored
+    defaults = cfg.to_flat(type(experiment)())
+    same = not cfg.changed_settings(defaults, previous["config"], cfg.to_flat(experiment)) - ignored
     return previous if same and (previous["test"] is not None or not test) else None
 
 

@@ -28,7 +28,7 @@ import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
 
 from .checkpoint import CheckpointError, load_checkpoint, lock_run_dir, rng_state, save_checkpoint, set_rng_state
-from .config import POSITIVE, Settings, at_least, setting
+from .config import POSITIVE, Settings, at_least, changed_settings, setting
 from .data import Batches, derive_seed, move_to_device
 from .environment import distributed_rank, interrupt_requests, seed_everything, select_device
 from .evaluation import elbo_summary, elbo_terms, perplexity
@@ -170,10 +170,8 @@ class Trainer:
 
     def _load_last(self) -> None:
         checkpoint = load_checkpoint(self.last_path, self.device)
-        # A setting added after the checkpoint was written is compared at its default, the behaviour before it.
-        stored = {**self.defaults, **checkpoint["run_config"]}
-        current = {**self.defaults, **self.run_config}
-        changed = {k for k in stored.keys() | current.keys() if stored.get(k) != current.get(k)}
+        stored, current = checkpoint["run_config"], self.run_config
+        changed = changed_settings(self.defaults, stored, current)
         if changed - RESUMABLE_CHANGES:
             details = ", ".join(f"{k}: {stored.get(k)!r} -> {current.get(k)!r}" for k in sorted(changed))
             raise CheckpointError(f"cannot resume {self.last_path}: it was started with other settings ({details})")
