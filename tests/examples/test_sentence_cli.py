@@ -4,6 +4,7 @@ processes under torchrun (gloo on CPU)."""
 from __future__ import annotations
 
 import json
+import math
 import os
 import signal
 import subprocess
@@ -156,3 +157,14 @@ def test_a_diverging_run_stops_with_one_error_line(
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("error: ") and "--lr" in err[0], err
     assert "became nan" in err[0] or "diverged" in err[0]
+
+
+def test_perplexity_over_the_words_alone_is_reported_beside_the_scored_tokens() -> None:
+    """The paper's NLL / PPL pairs imply about 21.0 tokens per PTB test sentence: its words without <eos>
+    (20.94), not the 21.94 tokens the model is scored on; the table gives both perplexities."""
+    test = {"nll": 42.0, "iw_nll": 40.0, "n_examples": 2, "n_tokens": 44}  # 22 tokens, 21 words per sentence
+    row = sentence_vae.words_only({"test": test})["test"]
+    assert row["ppl_words"] == pytest.approx(math.exp(84.0 / 42)) and row["iw_ppl_words"] == pytest.approx(
+        math.exp(80.0 / 42)
+    )
+    assert sentence_vae.words_only({"label": "x", "error": "diverged"}) == {"label": "x", "error": "diverged"}
