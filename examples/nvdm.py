@@ -34,16 +34,18 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
+import torch
 from textvae import config as cfg
 from textvae import runs
-from textvae.bow import BowDataConfig, BowSplits, load_splits
+from textvae.bow import BowDataConfig, BowSplits, load_bow_dataset, load_splits, npmi_coherence
+from textvae.checkpoint import load_checkpoint
 from textvae.data import Batches
 from textvae.environment import distributed_rank, process_group
 from textvae.evaluation import EvalConfig
 from textvae.nvdm_model import NVDM, NVDMConfig
-from textvae.report import Report, markdown_table, plot_lines, results_table
+from textvae.report import Report, markdown_table, plot_lines, portable_path, results_table
 from textvae.training import TrainConfig
 
 EXAMPLES = Path(__file__).resolve().parent
@@ -362,6 +364,47 @@ def cmd_reproduce(args: argparse.Namespace) -> None:
         )
 
 
+def cmd_topics(args: argparse.Namespace) -> None:
+    """Topic quality of trained models: the NPMI coherence of the decoder's top words per latent direction."""
+    report, rows = Report(args), []
+    for run_dir in map(Path, args.runs):
+        result = json.loads((run_dir / "result.json").read_text())
+        experiment = cfg.from_flat(Experiment, result["config"])
+        if experiment.model.decoder_hidden:
+            raise runs.RunError(f"{run_dir}: a decoder with a hidden layer has no topic per latent direction")
+        dataset = load_bow_dataset(experiment.data.data_dir or None)
+        model = NVDM(experiment.model, len(dataset.vocab))
+        model.load_state_dict(load_checkpoint(run_dir / "best.pt", torch.device("cpu")))
+        # Topic k: the words whose output logit grows most along latent direction k (a column of the decoder).
+        weight = cast(torch.nn.Linear, model.decoder[-1]).weight.detach()  # (V, latent_dim)
+        topics = weight.T.topk(args.top_words, dim=-1).indices
+        scores = npmi_coherence(topics, dataset.train)
+        best = scores.argsort(descending=True)[:3].tolist()
+        examples = "; ".join(" ".join(dataset.vocab[w] for w in topics[k].tolist()) for k in best)
+        row = {"label": result["label"], "ppl_corpus": result["test"]["ppl_corpus"], "topics": len(scores)}
+        row.update(
+            npmi=float(scores.mean()), npmi_std=float(scores.std()), positive=float((scores > 0).double().mean())
+        )
+        rows.append({**row, "run_dir": portable_path(run_dir), "top_topics": examples})
+        print(f"{row['label']}: NPMI {row['npmi']:.3f} over {row['topics']} topics; best: {examples}", flush=True)
+    columns = [("label", "model", ""), ("ppl_corpus", "ELBO ppl corpus", ".0f"), ("topics", "topics", "d")]
+    columns += [("npmi", "NPMI (mean)", ".3f"), ("npmi_std", "NPMI (std)", ".3f"), ("positive", "share > 0", ".2f")]
+    note = (
+        f"Topic k of a model: the {args.top_words} words of largest weight in column k of its decoder (the output "
+        "logits' change along latent direction k; Miao et al. 2017, Srivastava & Sutton 2017). NPMI: mean over "
+        "the topic's word pairs of log(P(i,j) / P(i) P(j)) / -log P(i,j), P the share of documents containing the "
+        "words, on the 20NG training file (11,268 documents, document co-occurrence; Lau et al. 2014); a pair that "
+        "never co-occurs counts -1. Mean and standard deviation over the model's topics."
+    )
+    table = markdown_table(rows, columns)
+    print("\n" + table + "\n\n" + note)
+    if args.out:
+        title = "Topic coherence (NPMI) of the NVDM decoders on 20NG"
+        examples_lines = "\n".join(f"- {r['label']}: {r['top_topics']}" for r in rows)
+        body = f"{table}\n\n{note}\n\nThe three most coherent topics of each model:\n\n{examples_lines}"
+        report.write(Path(args.out), "topics", title, body, {"rows": rows, "top_words": args.top_words})
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -383,6 +426,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--part", choices=("all", "table2", "sweep"), default="all")
     p.add_argument("--out", default=str(RESULTS), help="where the tables and plots go")
     cfg.add_flags(p, Experiment)
+    p = commands.add_parser("topics", help="NPMI topic coherence of trained models", description=cmd_topics.__doc__)
+    p.set_defaults(func=cmd_topics)
+    p.add_argument("--runs", nargs="+", required=True, help="run directories (result.json and best.pt)")
+    p.add_argument("--top-words", type=int, default=10, help="words per topic (default: 10)")
+    p.add_argument("--out", help="where topics.md / topics.json go (default: print only)")
     return parser
 
 

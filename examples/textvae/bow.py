@@ -25,7 +25,7 @@ from .config import ConfigError, Settings, at_least, setting
 from .data import DataFormatError, find_data_file, holdout_split, read_lines
 
 __all__ = ["BowCorpus", "BowDataset", "BowDataConfig", "BowSplits", "read_vocab", "read_feat", "load_bow_dataset"]
-__all__ += ["load_splits", "EMBEDDED_20NG"]
+__all__ += ["load_splits", "npmi_coherence", "EMBEDDED_20NG"]
 
 #: The 20 Newsgroups files shipped with the examples (Miao's preprocessing, 2,000 words).
 EMBEDDED_20NG = Path(__file__).resolve().parent.parent / "data" / "20ng"
@@ -216,3 +216,20 @@ def load_splits(config: BowDataConfig) -> BowSplits:
             subset, _ = holdout_split(kept.numel(), kept.numel() - config.train_docs, config.split_seed)
             kept = kept[subset]
     return BowSplits(dataset.name, train.subset(kept), train.subset(held_out), test, dataset.vocab)
+
+
+def npmi_coherence(topics: Tensor, corpus: BowCorpus) -> Tensor:
+    r"""NPMI coherence of each topic, a row of ``topics`` (word ids, ``(T, k)``), over the documents of ``corpus``
+    (Bouma 2009; Lau et al. 2014): the mean over its word pairs of :math:`\log\frac{P(i,j)}{P(i)P(j)} \big/
+    -\log P(i,j)`, with :math:`P` the share of documents that contain the words. A pair that never occurs
+    together counts -1, one that occurs in every document 1. Returns float64 of shape ``(T,)``, in [-1, 1]."""
+    present = (corpus.collate(torch.arange(len(corpus))) > 0).double()  # (D, V)
+    first, second = torch.triu_indices(topics.shape[1], topics.shape[1], 1)
+    scores = []
+    for words in topics:
+        x = present[:, words]
+        joint = x.T @ x / len(corpus)  # P(i, j), and P(i) on the diagonal
+        p_ij, p_i, p_j = joint[first, second], joint.diagonal()[first], joint.diagonal()[second]
+        npmi = torch.log(p_ij / (p_i * p_j)) / -torch.log(p_ij)
+        scores.append(torch.where(p_ij == 0, -1.0, torch.where(p_ij == 1, 1.0, npmi)).mean())
+    return torch.stack(scores)

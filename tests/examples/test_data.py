@@ -194,3 +194,17 @@ def test_a_sentence_split_emptied_by_filtering_names_its_file(tmp_path: Path) ->
     directory = write_sentence_corpus(tmp_path, sizes=(8, 4, 4))
     with pytest.raises(DataFormatError, match=r"train\.txt(\.gz)?: no sentence has at least 1000 words"):
         load_sentence_splits(SentenceDataConfig(data_dir=str(directory), min_words=1000))
+
+
+def test_npmi_coherence_of_pairs_that_always_never_or_sometimes_co_occur() -> None:
+    """Four documents: words 0 and 1 always together (NPMI 1), 0 and 2 never (-1), 0 and 3 independent (0)."""
+    from textvae.bow import BowCorpus, npmi_coherence
+
+    docs = [[0, 1, 3], [0, 1], [2, 3], [2]]
+    row_ptr = torch.tensor([0, *torch.tensor([len(d) for d in docs]).cumsum(0).tolist()])
+    ids = torch.tensor([w for d in docs for w in d])
+    corpus = BowCorpus(row_ptr, ids, torch.ones(len(ids)), ("a",) * 4, 4)
+    scores = npmi_coherence(torch.tensor([[0, 1], [0, 2], [0, 3]]), corpus)
+    torch.testing.assert_close(scores, torch.tensor([1.0, -1.0, 0.0], dtype=torch.float64), rtol=0, atol=1e-12)
+    three = npmi_coherence(torch.tensor([[0, 1, 2]]), corpus)  # the mean over its three pairs
+    torch.testing.assert_close(three, torch.tensor([-1 / 3], dtype=torch.float64), rtol=0, atol=1e-12)

@@ -404,3 +404,13 @@ def test_a_run_cut_by_a_step_or_time_budget_has_no_paper_column() -> None:
         result = {"label": "v-NVDM", "config": {**flat, **setting}, "data": {"name": "20ng"}, "stop_reason": reason}
         result.update(best_epoch=3, epochs=3)
         assert nvdm.paper_number(result) is None and f"{said}, before early stopping" in nvdm.budget_note([result])
+
+
+def test_topics_reports_the_npmi_coherence_of_a_trained_model(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    run = tmp_path / "run"
+    assert nvdm.main(["train", "--run-dir", str(run), *SMALL, "--max-epochs", "1"]) == 0
+    capsys.readouterr()
+    assert nvdm.main(["topics", "--runs", str(run), "--out", str(tmp_path / "out")]) == 0
+    rows = json.loads((tmp_path / "out" / "topics.json").read_text())["rows"]
+    assert len(rows) == 1 and rows[0]["topics"] == 4 and -1 <= rows[0]["npmi"] <= 1
+    assert "| G-NVDM d=4 |" in capsys.readouterr().out
