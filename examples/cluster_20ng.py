@@ -26,7 +26,6 @@ the arithmetic mean of the entropies (scikit-learn's default); ARI is Hubert & A
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import signal
 import subprocess
@@ -249,13 +248,10 @@ def train_presets(presets: Sequence[str], root: Path) -> list[Path]:
 def load_run(run_dir: Path) -> tuple[NVDM, dict[str, Any], BowCorpus]:
     """The best-validation model of a run directory of ``nvdm.py`` (on the CPU), its ``result.json`` and the
     test corpus of its data settings."""
-    try:
-        result = json.loads((run_dir / "result.json").read_text())
-        config = result["config"]
-        if not {f.name for f in fields(NVDMConfig) + fields(BowDataConfig)} <= config.keys():
-            raise ValueError("not a run of nvdm.py")
-    except (ValueError, KeyError, TypeError) as error:  # JSONDecodeError is a ValueError
-        raise runs.RunError(f"{run_dir / 'result.json'} is not a finished run of nvdm.py ({error})") from None
+    result = runs.read_result(run_dir)
+    config = result["config"]
+    if not {f.name for f in fields(NVDMConfig) + fields(BowDataConfig)} <= config.keys():
+        raise runs.RunError(f"{run_dir / 'result.json'} is not a finished run of nvdm.py")
     splits = load_splits(cfg.section(BowDataConfig, config))
     model = NVDM(cfg.section(NVDMConfig, config), splits.train.vocab_size)
     model.load_state_dict(load_checkpoint(run_dir / "best.pt", torch.device("cpu")))

@@ -39,7 +39,7 @@ from typing import Any, cast
 import torch
 from textvae import config as cfg
 from textvae import runs
-from textvae.bow import BowDataConfig, BowSplits, load_bow_dataset, load_splits, npmi_coherence
+from textvae.bow import BowDataConfig, BowDataset, BowSplits, load_bow_dataset, load_splits, npmi_coherence
 from textvae.checkpoint import load_checkpoint
 from textvae.data import Batches
 from textvae.environment import distributed_rank, process_group
@@ -106,6 +106,11 @@ TUNE_LRS = {"gaussian": (5e-4, 1e-3, 2e-3), "vmf": (1e-3, 2e-3, 5e-3)}
 @cache
 def _splits(data: BowDataConfig) -> BowSplits:
     return load_splits(data)
+
+
+@cache
+def _dataset(data_dir: str) -> BowDataset:
+    return load_bow_dataset(data_dir or None)
 
 
 def label(flat: dict[str, Any]) -> str:
@@ -368,11 +373,11 @@ def cmd_topics(args: argparse.Namespace) -> None:
     """Topic quality of trained models: the NPMI coherence of the decoder's top words per latent direction."""
     report, rows = Report(args), []
     for run_dir in map(Path, args.runs):
-        result = json.loads((run_dir / "result.json").read_text())
+        result = runs.read_result(run_dir)
         experiment = cfg.from_flat(Experiment, result["config"])
         if experiment.model.decoder_hidden:
             raise runs.RunError(f"{run_dir}: a decoder with a hidden layer has no topic per latent direction")
-        dataset = load_bow_dataset(experiment.data.data_dir or None)
+        dataset = _dataset(experiment.data.data_dir)
         model = NVDM(experiment.model, len(dataset.vocab))
         model.load_state_dict(load_checkpoint(run_dir / "best.pt", torch.device("cpu")))
         # Topic k: the words whose output logit grows most along latent direction k (a column of the decoder).

@@ -34,7 +34,6 @@ exact definitions of the metrics are in examples/README.md.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from collections.abc import Sequence
@@ -375,10 +374,7 @@ def cmd_reproduce(args: argparse.Namespace) -> None:
 
 def _load_run(run_dir: Path) -> tuple[SentenceVAE, SentenceSplits]:
     """The model of a finished run directory with its best weights, and its data."""
-    result_path = run_dir / "result.json"
-    if not result_path.exists():
-        raise FileNotFoundError(f"no result.json in {run_dir}: train a model there first")
-    experiment = cfg.from_flat(Experiment, json.loads(result_path.read_text())["config"])
+    experiment = cfg.from_flat(Experiment, runs.read_result(run_dir)["config"])
     splits = _splits(experiment.data)
     model = SentenceVAE(experiment.model, splits.vocab)
     model.load_state_dict(load_checkpoint(run_dir / "best.pt", torch.device("cpu")))

@@ -223,11 +223,11 @@ def npmi_coherence(topics: Tensor, corpus: BowCorpus) -> Tensor:
     (Bouma 2009; Lau et al. 2014): the mean over its word pairs of :math:`\log\frac{P(i,j)}{P(i)P(j)} \big/
     -\log P(i,j)`, with :math:`P` the share of documents that contain the words. A pair that never occurs
     together counts -1, one that occurs in every document 1. Returns float64 of shape ``(T,)``, in [-1, 1]."""
-    present = (corpus.collate(torch.arange(len(corpus))) > 0).double()  # (D, V)
+    present = corpus.collate(torch.arange(len(corpus))) > 0  # (D, V) bool
     first, second = torch.triu_indices(topics.shape[1], topics.shape[1], 1)
     scores = []
     for words in topics:
-        x = present[:, words]
+        x = present[:, words].double()
         joint = x.T @ x / len(corpus)  # P(i, j), and P(i) on the diagonal
         p_ij, p_i, p_j = joint[first, second], joint.diagonal()[first], joint.diagonal()[second]
         npmi = torch.log(p_ij / (p_i * p_j)) / -torch.log(p_ij)

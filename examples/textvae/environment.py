@@ -10,7 +10,6 @@ import signal
 import sys
 import threading
 from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any
 
 import numpy as np
@@ -91,7 +90,7 @@ def die_with_parent() -> None:
         ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
 
 
-@contextmanager
+@contextlib.contextmanager
 def interrupt_requests() -> Iterator[dict[str, bool]]:
     """The first SIGINT / SIGTERM sets ``flag["stop"]``, checked between steps; a second SIGINT interrupts."""
     flag = {"stop": False}

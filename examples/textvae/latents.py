@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import math
 from abc import ABC, abstractmethod
+from dataclasses import dataclass
 from typing import Any, cast
 
 import torch
@@ -30,9 +31,35 @@ from torch.distributions import Distribution, Independent, Normal, kl_divergence
 from spherical_dists import HypersphericalUniform, VonMisesFisher
 from spherical_dists.special import vmf_log_normalizer, vmf_mean_resultant_length
 
-__all__ = ["Latent", "GaussianLatent", "VMFLatent", "NoLatent", "PointMass", "make_latent", "LATENT_KINDS"]
+from .config import POSITIVE, ConfigError, Settings, at_least, setting
+
+__all__ = [
+    "LatentSettings",
+    "Latent",
+    "GaussianLatent",
+    "VMFLatent",
+    "NoLatent",
+    "PointMass",
+    "make_latent",
+    "LATENT_KINDS",
+]
 
 LATENT_KINDS = ("gaussian", "vmf", "none")
+
+
+@dataclass(frozen=True)
+class LatentSettings(Settings):
+    """The latent variable's settings, shared by the models' sections (each may set other defaults)."""
+
+    latent: str = setting("vmf", "the latent variable")
+    latent_dim: int = setting(50, "dimension of z (the ambient dimension for vmf)", at_least(2))
+    kappa: float = setting(100.0, "vMF concentration: fixed, or the start with --learn-kappa", POSITIVE)
+    learn_kappa: bool = setting(False, "predict kappa per example instead of fixing it (vmf only)")
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.learn_kappa and self.latent != "vmf":
+            raise ConfigError(f"--learn-kappa needs --latent vmf, got --latent {self.latent}")
 
 
 class Latent(nn.Module, ABC):

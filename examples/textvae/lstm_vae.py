@@ -30,8 +30,8 @@ from torch import Tensor, nn
 from torch.distributions import Distribution
 from torch.nn.utils.rnn import pack_padded_sequence
 
-from .config import POSITIVE, PROBABILITY, ConfigError, Settings, at_least, setting
-from .latents import make_latent
+from .config import POSITIVE, PROBABILITY, at_least, setting
+from .latents import LatentSettings, make_latent
 from .sentences import SentenceBatch, Vocabulary
 from .vae import TextVAE
 
@@ -39,24 +39,17 @@ __all__ = ["SentenceVAEConfig", "SentenceVAE"]
 
 
 @dataclass(frozen=True)
-class SentenceVAEConfig(Settings):
+class SentenceVAEConfig(LatentSettings):
     """Architecture of the sentence model."""
 
     latent: Literal["gaussian", "vmf", "none"] = setting("vmf", "the latent variable (none: an LSTM language model)")
-    latent_dim: int = setting(50, "dimension of z (the ambient dimension for vmf)", at_least(2))
     kappa: float = setting(35.0, "vMF concentration: fixed, or the start with --learn-kappa", POSITIVE)
-    learn_kappa: bool = setting(False, "predict kappa per sentence instead of fixing it (vmf only)")
     embed: int = setting(100, "word embedding size (encoder and decoder each have their own)", at_least(1))
     hidden: int = setting(400, "LSTM state size of the encoder and of each decoder layer", at_least(1))
     layers: int = setting(1, "decoder LSTM layers", at_least(1))
     dropout: float = setting(0.5, "dropout on the embeddings and the decoder's output in training", PROBABILITY)
     inputless: bool = setting(False, "replace every decoder input word by <unk>, in training and evaluation")
     skip: bool = setting(False, "feed z to every decoder layer and to the output layer (Dieng et al. 2019)")
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        if self.learn_kappa and self.latent != "vmf":
-            raise ConfigError(f"--learn-kappa needs --latent vmf, got --latent {self.latent}")
 
 
 _State = tuple[Tensor, Tensor] | None  # an LSTM layer's (h, c), or None for zeros

@@ -24,30 +24,22 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.distributions import Distribution
 
-from .config import POSITIVE, PROBABILITY, ConfigError, Settings, at_least, setting
-from .latents import make_latent
+from .config import PROBABILITY, at_least, setting
+from .latents import LatentSettings, make_latent
 from .vae import TextVAE
 
 __all__ = ["NVDMConfig", "NVDM", "CountLinear"]
 
 
 @dataclass(frozen=True)
-class NVDMConfig(Settings):
+class NVDMConfig(LatentSettings):
     """Architecture of the document model."""
 
     latent: Literal["gaussian", "vmf"] = setting("gaussian", "the latent variable")
-    latent_dim: int = setting(50, "dimension of z (the ambient dimension for vmf)", at_least(2))
-    kappa: float = setting(100.0, "vMF concentration: fixed, or the start with --learn-kappa", POSITIVE)
-    learn_kappa: bool = setting(False, "predict kappa per document instead of fixing it (vmf only)")
     hidden: int = setting(500, "width of the encoder's hidden layers", at_least(1))
     encoder_layers: int = setting(2, "tanh hidden layers of the encoder", at_least(1))
     decoder_hidden: int = setting(0, "width of a tanh hidden layer in the decoder (0: Miao's linear one)", at_least(0))
     dropout: float = setting(0.0, "dropout on the encoder's hidden layers in training", PROBABILITY)
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        if self.learn_kappa and self.latent != "vmf":
-            raise ConfigError(f"--learn-kappa needs --latent vmf, got --latent {self.latent}")
 
 
 class CountLinear(nn.Module):

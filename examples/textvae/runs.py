@@ -37,7 +37,17 @@ from .report import write_json
 from .training import BUDGETS, RESUMABLE_CHANGES, NonFiniteLossError, Trainer
 from .vae import TextVAE
 
-__all__ = ["RunSetup", "Pipeline", "RunError", "run_one", "parallel_plan", "longest_first", "run_many", "load_history"]
+__all__ = [
+    "RunSetup",
+    "Pipeline",
+    "RunError",
+    "run_one",
+    "parallel_plan",
+    "longest_first",
+    "run_many",
+    "read_result",
+    "load_history",
+]
 __all__ += ["add_command", "main"]
 
 
@@ -74,18 +84,27 @@ class RunError(RuntimeError):
 USER_ERRORS = (NonFiniteLossError, CheckpointError, DataFormatError, cfg.ConfigError, RunError, OSError)
 
 
-def _finished(result_path: Path, experiment: Any, test: bool) -> dict[str, Any] | None:
-    """The result in ``result_path`` if it is of the same configuration and as complete as asked."""
-    if not result_path.exists():
-        return None
+def read_result(run_dir: Path) -> dict[str, Any]:
+    """``run_dir/result.json``, refused by name when it is missing or is not a result of these scripts."""
+    path = run_dir / "result.json"
+    if not path.exists():
+        raise RunError(f"no result.json in {run_dir}: train a model there first")
     try:
-        previous = json.loads(result_path.read_text())
-        if not isinstance(previous, dict) or not {"config", "test"} <= previous.keys():
+        result = json.loads(path.read_text())
+        if not isinstance(result, dict) or not {"config", "test"} <= result.keys():
             raise ValueError("not a result of this program")
     except (OSError, ValueError) as error:  # UnicodeDecodeError and JSONDecodeError are ValueErrors
         raise CheckpointError(
-            f"{result_path} is damaged ({type(error).__name__}: {error}); delete it to evaluate the run again"
+            f"{path} is damaged ({type(error).__name__}: {error}); delete it to evaluate the run again"
         ) from None
+    return result
+
+
+def _finished(run_dir: Path, experiment: Any, test: bool) -> dict[str, Any] | None:
+    """The result in ``run_dir`` if it is of the same configuration and as complete as asked."""
+    if not (run_dir / "result.json").exists():
+        return None
+    previous = read_result(run_dir)
     # A larger budget or patience continues the run from its checkpoint instead of reusing it.
     ignored = RESUMABLE_CHANGES - BUDGETS
     defaults = cfg.to_flat(type(experiment)())
@@ -110,7 +129,7 @@ def run_one(
         if rank == 0:
             print(prefix + line, flush=True)
 
-    previous = _finished(run_dir / "result.json", experiment, test) if resume else None
+    previous = _finished(run_dir, experiment, test) if resume else None
     if previous is not None:
         log(f"{label}: already finished in {run_dir}")
         return previous
@@ -164,8 +183,13 @@ def _run_or_report(job: _Job) -> dict[str, Any]:
         return run_one(*job)
     except NonFiniteLossError as error:
         print(f"{prefix}error: {error}", file=sys.stderr, flush=True)
-        flat = cfg.to_flat(experiment)
-        return {"label": pipeline.label(flat), "config": flat, "error": str(error)}
+        return _failed(pipeline, experiment, error=str(error))
+
+
+def _failed(pipeline: Pipeline, experiment: Any, **why: str) -> dict[str, Any]:
+    """The result of a run that did not finish: its label, its configuration and ``error`` or ``fatal``."""
+    flat = cfg.to_flat(experiment)
+    return {"label": pipeline.label(flat), "config": flat, **why}
 
 
 def _child(job: _Job, results: Any, parent: int) -> None:
@@ -174,13 +198,12 @@ def _child(job: _Job, results: Any, parent: int) -> None:
     if os.getppid() != parent:  # the parent died before the request took effect
         return
     signal.signal(signal.SIGTERM, _interrupt)
-    flat = cfg.to_flat(job[1])
     try:
         result = _run_or_report(job)
     except KeyboardInterrupt:  # its checkpoint is saved; the parent stops the command
-        result = {"label": job[0].label(flat), "config": flat, "error": "interrupted; run again with --resume"}
+        result = _failed(job[0], job[1], error="interrupted; run again with --resume")
     except USER_ERRORS as error:  # the parent stops the command with this message
-        result = {"label": job[0].label(flat), "config": flat, "fatal": f"{job[5]}{_message(error)}"}
+        result = _failed(job[0], job[1], fatal=f"{job[5]}{_message(error)}")
     with contextlib.suppress(OSError):  # a parent killed meanwhile reads nothing
         results.send(result)
 
@@ -240,8 +263,7 @@ def run_many(
                 try:
                     results[i] = receive.recv()
                 except EOFError:  # the child died without a result
-                    flat = cfg.to_flat(jobs[i][1])
-                    results[i] = {"label": pipeline.label(flat), "config": flat, "error": "its process died"}
+                    results[i] = _failed(pipeline, jobs[i][1], error="its process died")
                 process.join()
                 if "fatal" in results[i]:
                     raise RunError(results[i]["fatal"])

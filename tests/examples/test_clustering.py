@@ -124,12 +124,18 @@ def test_a_preset_is_trained_by_the_document_script_in_a_child_process(
     assert err[-1].startswith("error: `nvdm.py train --preset no-such-preset` failed (exit code 2)")
 
 
-@pytest.mark.parametrize("content", ['{"config": {', '{"label": "RNNLM", "config": {"latent": "none"}}'])
+@pytest.mark.parametrize(
+    ("content", "says"),
+    [
+        ('{"config": {', "is damaged"),
+        ('{"label": "RNNLM", "config": {"latent": "none"}, "test": {}}', "is not a finished run of nvdm.py"),
+    ],
+)
 def test_a_damaged_or_foreign_run_is_one_error_line(
-    tmp_path: Path, capsys: pytest.CaptureFixture, content: str
+    tmp_path: Path, capsys: pytest.CaptureFixture, content: str, says: str
 ) -> None:
     """A truncated result.json, or a run directory of sentence_vae.py, used to end in a traceback."""
     (tmp_path / "result.json").write_text(content)
     assert cluster_20ng.main(["--runs", str(tmp_path)]) == 1
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and err[0].startswith(f"error: {tmp_path / 'result.json'} is not a finished run of nvdm.py")
+    assert len(err) == 1 and err[0].startswith(f"error: {tmp_path / 'result.json'} {says}")
