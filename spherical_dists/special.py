@@ -4,7 +4,8 @@ All functions take tensors (or Python numbers) that broadcast together, work on 
 are computed internally in float64 whatever the input dtype, then returned in the input's floating
 dtype (float32 for half precision, the default dtype for integers or Python numbers). The domain is
 order :math:`v \ge 0` (dimension :math:`p \ge 2`) and argument :math:`x \ge 0`, including
-:math:`x = 0` and :math:`x = \infty`; outside it the result is NaN.
+:math:`x = 0` and :math:`x = \infty`; outside it the result is NaN, except a dimension below 2,
+which raises ValueError whether it is a number or a tensor.
 
 Accuracy (float64, against mpmath at 50 digits, checked by the test suite): relative error below
 1e-13, or absolute where the value is below 1 in magnitude, for :math:`v \in [0, 10^5]` and

@@ -236,8 +236,8 @@ class VonMisesFisher(DirectionalDistribution):
                 their own dtype, and validate the result (torch's default when None).
 
         Returns:
-            VonMisesFisher: batch shape ``x.shape[:-2]``; ``loc`` in ``x``'s dtype, the
-            concentration in float32 for half-precision data (whose range stops at 65504).
+            VonMisesFisher: batch shape ``x.shape[:-2]``; ``loc`` in ``x``'s dtype (promoted with a given
+            ``loc``'s), the concentration in float32 for half-precision data (whose range stops at 65504).
 
         Example::
 

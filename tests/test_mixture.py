@@ -6,11 +6,13 @@ from __future__ import annotations
 
 import math
 
+import mpmath as mp
 import pytest
 import torch
 from torch.distributions import Categorical, MixtureSameFamily
 
 from spherical_dists import VonMisesFisher, fit_vmf_mixture
+from spherical_dists import testing as ref
 from spherical_dists._vmf import vmf_terms
 from spherical_dists.mixture import kmeans_plus_plus
 
@@ -119,13 +121,19 @@ def test_batched_fit_equals_one_by_one() -> None:
         torch.testing.assert_close(batched.concentrations[i], single.concentrations, rtol=1e-7, atol=0)
 
 
-def test_one_component_is_the_plain_fit() -> None:
+def test_one_component_is_the_maximum_likelihood_vmf() -> None:
+    """K = 1: the mean direction of the points, and the kappa that solves A_p(kappa) = R (mpmath, 40 digits),
+    not a comparison with VonMisesFisher.fit, which shares the M-step's code."""
     x = _synthetic(1000, seed=6)[0]
     fit = fit_vmf_mixture(x, 1)
-    plain = VonMisesFisher.fit(x)
-    loc, kappa = plain.loc, plain.concentration
-    torch.testing.assert_close(fit.locs[0], loc)
-    torch.testing.assert_close(fit.concentrations[0], kappa, rtol=1e-10, atol=0)
+    mean = x.mean(0)
+    torch.testing.assert_close(fit.locs[0], mean / mean.norm(), rtol=0, atol=1e-12)
+    with mp.workdps(40):
+        r, v, k = mp.mpf(float(mean.norm())), mp.mpf(x.shape[-1]) / 2 - 1, mp.mpf(float(fit.concentrations[0]))
+        for _ in range(3):  # Newton from the fit's kappa: each step squares the relative error
+            a = ref.iv_ratio(v, k)
+            k = k - (a - r) / (1 - a * a - (2 * v + 1) * a / k)
+    assert fit.concentrations[0].item() == pytest.approx(float(k), rel=1e-10)
     assert fit.weights.item() == pytest.approx(1.0, abs=1e-12)
 
 
@@ -142,16 +150,17 @@ def test_float32_and_degenerate_clusters() -> None:
 def test_float32_concentrated_components_match_the_plain_fit() -> None:
     """float32 data, kappa = 1e5 at p = 3: 1 - R is about 1e-5, so the M-step's resultants must not be float32
     sums (they put kappa 4.7x off). Each well-separated cluster's fit must match the one-distribution fit of
-    its own points within 1 % (the float32 rounding of the data itself moves kappa by about 0.2 %)."""
+    its own points within 1 % (the float32 rounding of the data itself moves kappa by about 0.2 %): at p = 3,
+    A_3(k) = coth k - 1/k = 1 - 1/k up to e^{-2k}, so that fit is kappa = 1 / (1 - R), R from float64 sums."""
     torch.manual_seed(11)
     locs = torch.tensor([[1.0, 0.0, 0.0], [0.0, 0.0, 1.0]], dtype=F64)
     clusters = [VonMisesFisher(loc, torch.tensor(1e5, dtype=F64)).sample((20000,)) for loc in locs]
     x = torch.nn.functional.normalize(torch.cat(clusters).float(), dim=-1)
     fit = fit_vmf_mixture(x, 2, generator=torch.Generator().manual_seed(0))
     order = fit.locs[:, 2].argsort()  # component 0 near e1, component 1 near e3
-    for k, points in enumerate(clusters):
-        kappa = VonMisesFisher.fit(points).concentration
-        assert fit.concentrations[order[k]].item() == pytest.approx(kappa.item(), rel=1e-2)
+    for k in range(len(clusters)):
+        resultant = x[k * 20000 : (k + 1) * 20000].double().mean(0).norm().item()
+        assert fit.concentrations[order[k]].item() == pytest.approx(1 / (1 - resultant), rel=1e-2)
 
 
 def test_seeded_runs_are_reproducible() -> None:

@@ -168,3 +168,21 @@ def test_perplexity_over_the_words_alone_is_reported_beside_the_scored_tokens() 
         math.exp(80.0 / 42)
     )
     assert sentence_vae.words_only({"label": "x", "error": "diverged"}) == {"label": "x", "error": "diverged"}
+
+
+def test_the_device_pack_times_the_presets_and_counts_the_tokens_of_this_script() -> None:
+    """benchmarks/device/training_timing.py runs this script as a program and cannot import it: its copies of
+    the Table 1 rows, the presets' epoch budget and the loader's token count must agree with the script's."""
+    import importlib.util
+
+    from textvae.sentences import SentenceDataConfig, load_sentence_splits
+
+    path = Path(sentence_vae.__file__).resolve().parents[1] / "benchmarks" / "device" / "training_timing.py"
+    spec = importlib.util.spec_from_file_location("training_timing", path)
+    assert spec is not None and spec.loader is not None
+    timing = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(timing)
+    assert timing.TABLE1_ROWS == sentence_vae.TABLE1_ROWS
+    assert timing.MAX_EPOCHS == sentence_vae.PRESETS["vmf-vae"]["max_epochs"]
+    splits = load_sentence_splits(SentenceDataConfig())
+    assert (timing.ptb_tokens("valid"), timing.ptb_tokens("test")) == (splits.valid.n_tokens(), splits.test.n_tokens())
