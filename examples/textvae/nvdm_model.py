@@ -8,6 +8,9 @@ A document is its vector of word counts :math:`x \in \mathbb{N}^V` with length :
   ``decoder_hidden > 0`` a tanh layer in between, :math:`\mathrm{softmax}(W \tanh(U z + c) + b)` (the variant
   in Xu & Durrett's code). The bias starts at the log unigram frequencies of the training corpus, so that
   the first step already predicts the word distribution of an average document.
+* ``architecture="paper-code"`` follows Xu & Durrett's NVDM code of May 2018 (``NVLL/model/nvdm.py`` at
+  jiacheng-xu/vmf_vae_nlp@6ee2071) instead: dropout on the first layer's pre-activation and on the decoder's
+  logits, no tanh after the last encoder layer, and PyTorch's default output bias.
 * Likelihood: the words are independent draws given ``z``,
   :math:`\log p(x \mid z) = \sum_w x_w \log p(w \mid z)`. The multinomial coefficient is left out, as in
   every NVDM paper: perplexities are per word token of the bag, in any order.
@@ -39,7 +42,14 @@ class NVDMConfig(LatentSettings):
     hidden: int = setting(500, "width of the encoder's hidden layers", at_least(1))
     encoder_layers: int = setting(2, "tanh hidden layers of the encoder", at_least(1))
     decoder_hidden: int = setting(0, "width of a tanh hidden layer in the decoder (0: Miao's linear one)", at_least(0))
-    dropout: float = setting(0.0, "dropout on the encoder's hidden layers in training", PROBABILITY)
+    dropout: float = setting(
+        0.0, "dropout in training: on the encoder's hidden layers (miao), or see --architecture", PROBABILITY
+    )
+    architecture: Literal["miao", "paper-code"] = setting(
+        "miao",
+        "paper-code: as Xu & Durrett's code of May 2018 (dropout before the first tanh and on the decoder's logits, "
+        "no tanh after the last encoder layer, default output bias)",
+    )
 
 
 class CountLinear(nn.Module):
@@ -71,7 +81,8 @@ class CountLinear(nn.Module):
 
 class NVDM(TextVAE):
     """The document VAE over ``vocab_size`` words; batches are dense ``(B, V)`` float count matrices. The output
-    bias starts at ``word_log_freq``, the ``(V,)`` log unigram frequencies of the training corpus, if given."""
+    bias starts at ``word_log_freq``, the ``(V,)`` log unigram frequencies of the training corpus, if given
+    (and the architecture is miao's)."""
 
     def __init__(self, config: NVDMConfig, vocab_size: int, word_log_freq: Tensor | None = None) -> None:
         if config.encoder_layers < 1:
@@ -79,10 +90,19 @@ class NVDM(TextVAE):
         super().__init__(make_latent(config.latent, config.hidden, config.latent_dim, config.kappa, config.learn_kappa))
         self.config = config
         self.vocab_size = vocab_size
-        layers: list[nn.Module] = [CountLinear(vocab_size, config.hidden), nn.Tanh(), nn.Dropout(config.dropout)]
-        for _ in range(config.encoder_layers - 1):
-            layers += [nn.Linear(config.hidden, config.hidden), nn.Tanh(), nn.Dropout(config.dropout)]
+        paper_code = config.architecture == "paper-code"
+        layers: list[nn.Module] = [CountLinear(vocab_size, config.hidden)]
+        if paper_code:
+            layers += [nn.Dropout(config.dropout), nn.Tanh()]
+            for i in range(config.encoder_layers - 1):
+                last = i == config.encoder_layers - 2
+                layers += [nn.Linear(config.hidden, config.hidden)] + ([] if last else [nn.Tanh()])
+        else:
+            layers += [nn.Tanh(), nn.Dropout(config.dropout)]
+            for _ in range(config.encoder_layers - 1):
+                layers += [nn.Linear(config.hidden, config.hidden), nn.Tanh(), nn.Dropout(config.dropout)]
         self.encoder = nn.Sequential(*layers)
+        self.logit_dropout: nn.Module = nn.Dropout(config.dropout) if paper_code else nn.Identity()
         if config.decoder_hidden > 0:
             self.decoder = nn.Sequential(
                 nn.Linear(config.latent_dim, config.decoder_hidden),
@@ -91,7 +111,7 @@ class NVDM(TextVAE):
             )
         else:
             self.decoder = nn.Sequential(nn.Linear(config.latent_dim, vocab_size))
-        if word_log_freq is not None:
+        if word_log_freq is not None and not paper_code:
             with torch.no_grad():
                 cast(nn.Linear, self.decoder[-1]).bias.copy_(word_log_freq)
 
@@ -99,7 +119,7 @@ class NVDM(TextVAE):
         return self.latent(self.encoder(batch))
 
     def log_likelihood(self, batch: Tensor, z: Tensor) -> Tensor:
-        log_probs = torch.log_softmax(self.decoder(z), dim=-1)  # (S, B, V)
+        log_probs = torch.log_softmax(self.logit_dropout(self.decoder(z)), dim=-1)  # (S, B, V)
         return (log_probs * batch).sum(-1)
 
     def n_tokens(self, batch: Tensor) -> Tensor:

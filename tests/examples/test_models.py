@@ -68,6 +68,30 @@ def test_nvdm_architecture_options() -> None:
     assert weights.shape == (4, 3) and bool(torch.isfinite(weights).all())
 
 
+def test_nvdm_paper_code_architecture_is_that_of_the_original_code() -> None:
+    """NVLL/model/nvdm.py at jiacheng-xu/vmf_vae_nlp@6ee2071: Linear, dropout, tanh, Linear (no tanh), the
+    latent's head; dropout on the decoder's logits; PyTorch's default output bias."""
+    config = NVDMConfig(latent_dim=4, hidden=8, dropout=0.5, architecture="paper-code")
+    torch.manual_seed(0)
+    model = NVDM(config, vocab_size=10, word_log_freq=torch.full((10,), -2.3))
+    kinds = [type(m).__name__ for m in model.encoder]
+    assert kinds == ["CountLinear", "Dropout", "Tanh", "Linear"]
+    assert model.decoder[-1].bias.abs().max() <= 1 / math.sqrt(4)  # nn.Linear's default, not the log frequencies
+    x, z = torch.ones(3, 10), torch.randn(2, 3, 4)
+    model.train()
+    torch.manual_seed(1)
+    first = model.log_likelihood(x, z)
+    assert not torch.equal(first, model.log_likelihood(x, z))  # the logits' dropout draws a new mask
+    model.eval()
+    logits = model.decoder(z)
+    assert torch.equal(model.log_likelihood(x, z), (torch.log_softmax(logits, -1) * x).sum(-1))
+    miao = NVDM(NVDMConfig(latent_dim=4, hidden=8, dropout=0.5), vocab_size=10, word_log_freq=torch.full((10,), -2.3))
+    assert [type(m).__name__ for m in miao.encoder][-2:] == ["Tanh", "Dropout"]
+    assert torch.equal(miao.decoder[-1].bias, torch.full((10,), -2.3))
+    miao.train()
+    assert torch.equal(miao.log_likelihood(x, z), miao.log_likelihood(x, z))  # no dropout after the encoder
+
+
 def test_count_layer_is_the_dense_affine_map_of_the_counts() -> None:
     from textvae.nvdm_model import CountLinear
 
