@@ -115,6 +115,27 @@ def test_presets_and_flags_combine() -> None:
     assert experiment.train.lr == nvdm.PRESETS["v-nvdm-25"]["lr"]
 
 
+# The commands whose validation runs chose each row's recipe (examples/results/nvdm/recipes.md).
+VALIDATED = {
+    "g-nvdm-200": "--lrs 1.0 --optimizer sgd --batch-size 50 --clip-grad 1 --dropout 0.1 --hidden 400 "
+    "--decoder-hidden 400",
+    "v-nvdm-25": "--lrs 5e-3 --clip-grad 2 --batch-size 50 --train-samples 5 --patience 5 --max-epochs 80 "
+    "--lr-decay 1 --hidden 800 --dropout 0 --architecture paper-code",
+    "v-nvdm-200": "--lrs 5e-3 --clip-grad 2 --batch-size 50 --train-samples 5 --patience 5 --max-epochs 80 "
+    "--lr-decay 1 --hidden 400 --dropout 0",
+}
+
+
+@pytest.mark.parametrize("preset", sorted(VALIDATED))
+def test_table2_recipes_are_the_configurations_chosen_on_validation(preset: str) -> None:
+    parser = nvdm.build_parser()
+    tune = parser.parse_args(["tune", "--presets", preset, *VALIDATED[preset].split()])
+    validated = nvdm.configure(tune, preset, {"lr": tune.lrs[0]}, nvdm.ADAM_PRESETS)
+    train = parser.parse_args(["train", "--preset", preset])
+    assert nvdm.configure(train, preset) == validated
+    assert nvdm.PRESETS[preset] != nvdm.ADAM_PRESETS[preset]  # `tune` starts from the Adam preset
+
+
 @pytest.mark.slow
 def test_compare_in_two_processes(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     """The multi-model path: both quick-start models trained at once, each in its own process."""
