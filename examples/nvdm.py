@@ -34,7 +34,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 import torch
 from textvae import config as cfg
@@ -410,14 +410,16 @@ def cmd_topics(args: argparse.Namespace) -> None:
     for run_dir in map(Path, args.runs):
         result = runs.read_result(run_dir)
         experiment = cfg.from_flat(Experiment, result["config"])
-        if experiment.model.decoder_hidden:
-            raise runs.RunError(f"{run_dir}: a decoder with a hidden layer has no topic per latent direction")
         dataset = _dataset(experiment.data.data_dir)
         model = NVDM(experiment.model, len(dataset.vocab))
         model.load_state_dict(load_checkpoint(run_dir / "best.pt", torch.device("cpu")))
-        # Topic k: the words whose output logit grows most along latent direction k (a column of the decoder).
-        weight = cast(torch.nn.Linear, model.decoder[-1]).weight.detach()  # (V, latent_dim)
-        topics = weight.T.topk(args.top_words, dim=-1).indices
+        # Topic k: the words whose output logit grows most from z = 0 to z = e_k, the unit vector of latent
+        # direction k (a point of the vMF's sphere, one prior standard deviation of the Gaussian's); for a
+        # linear decoder that is column k of its weight.
+        with torch.no_grad():
+            eye = torch.eye(experiment.model.latent_dim)
+            change = model.decoder(eye) - model.decoder(torch.zeros_like(eye[:1]))  # (latent_dim, V)
+        topics = change.topk(args.top_words, dim=-1).indices
         scores = npmi_coherence(topics, dataset.train)
         best = scores.argsort(descending=True)[:3].tolist()
         examples = "; ".join(" ".join(dataset.vocab[w] for w in topics[k].tolist()) for k in best)
@@ -430,8 +432,10 @@ def cmd_topics(args: argparse.Namespace) -> None:
     columns = [("label", "model", ""), ("ppl_corpus", "ELBO ppl corpus", ".0f"), ("topics", "topics", "d")]
     columns += [("npmi", "NPMI (mean)", ".3f"), ("npmi_std", "NPMI (std)", ".3f"), ("positive", "share > 0", ".2f")]
     note = (
-        f"Topic k of a model: the {args.top_words} words of largest weight in column k of its decoder (the output "
-        "logits' change along latent direction k; Miao et al. 2017, Srivastava & Sutton 2017). NPMI: mean over "
+        f"Topic k of a model: the {args.top_words} words whose output logit grows most from z = 0 to z = e_k, the "
+        "unit vector of latent direction k; for a linear decoder, the words of largest weight in column k (Miao et "
+        "al. 2017, Srivastava & Sutton 2017); for a decoder with a tanh layer (the SGD recipe's), our extension of "
+        "that definition. NPMI: mean over "
         "the topic's word pairs of log(P(i,j) / P(i) P(j)) / -log P(i,j), P the share of documents containing the "
         "words, on the 20NG training file (11,268 documents, document co-occurrence; Lau et al. 2014); a pair that "
         "never co-occurs counts -1. Mean and standard deviation over the model's topics."

@@ -428,10 +428,11 @@ def test_a_run_cut_by_a_step_or_time_budget_has_no_paper_column() -> None:
 
 
 def test_topics_reports_the_npmi_coherence_of_a_trained_model(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
-    run = tmp_path / "run"
+    run, tanh = tmp_path / "run", tmp_path / "tanh"  # a linear decoder, and one with a tanh layer (SGD recipe)
     assert nvdm.main(["train", "--run-dir", str(run), *SMALL, "--max-epochs", "1"]) == 0
+    assert nvdm.main(["train", "--run-dir", str(tanh), *SMALL, "--max-epochs", "1", "--decoder-hidden", "8"]) == 0
     capsys.readouterr()
-    assert nvdm.main(["topics", "--runs", str(run), "--out", str(tmp_path / "out")]) == 0
+    assert nvdm.main(["topics", "--runs", str(run), str(tanh), "--out", str(tmp_path / "out")]) == 0
     rows = json.loads((tmp_path / "out" / "topics.json").read_text())["rows"]
-    assert len(rows) == 1 and rows[0]["topics"] == 4 and -1 <= rows[0]["npmi"] <= 1
+    assert [r["topics"] for r in rows] == [4, 4] and all(-1 <= r["npmi"] <= 1 for r in rows)
     assert "| G-NVDM d=4 |" in capsys.readouterr().out
