@@ -136,6 +136,18 @@ def test_table2_recipes_are_the_configurations_chosen_on_validation(preset: str)
     assert nvdm.PRESETS[preset] != nvdm.ADAM_PRESETS[preset]  # `tune` starts from the Adam preset
 
 
+def test_quick_start_trains_both_models_with_the_adam_presets(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """The quick start compares the two latents under one recipe and budget, whatever Table 2's rows use."""
+    seen: list[tuple[str, nvdm.Experiment]] = []
+    monkeypatch.setattr(nvdm.runs, "run_many", lambda pipeline, jobs, *rest, **kw: seen.extend(jobs) or [])
+    monkeypatch.setattr(nvdm, "test_table", lambda results: "")
+    assert nvdm.main(["compare", "--run-dir", str(tmp_path)]) == 0
+    for name, experiment in seen:
+        flat = nvdm.cfg.to_flat(experiment)
+        assert {k: flat[k] for k in nvdm.ADAM_PRESETS[name]} == {**nvdm.ADAM_PRESETS[name], "max_epochs": 25}
+    assert [name for name, _ in seen] == list(nvdm.QUICK_ROWS)
+
+
 @pytest.mark.slow
 def test_compare_in_two_processes(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     """The multi-model path: both quick-start models trained at once, each in its own process."""
