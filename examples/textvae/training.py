@@ -326,8 +326,8 @@ class Trainer:
         state, config = self.state, self.config
         if resume and self.last_path.exists():
             self._load_last()
-            self.log(f"resumed {self.last_path} at epoch {state['epoch'] + 1}, step {state['step_in_epoch']}")
             state = self.state
+            self.log(f"resumed {self.last_path} at epoch {state['epoch'] + 1}, step {state['step_in_epoch']}")
         elif self.last_path.exists():
             raise CheckpointError(f"{self.last_path} exists: pass --resume or use a new run directory")
         else:

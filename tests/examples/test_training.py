@@ -111,7 +111,11 @@ def test_ctrl_c_checkpoints_and_resume_continues_exactly(tiny_corpora, tmp_path:
 
     # A new process would build a fresh model (here from another seed, to show the checkpoint is loaded).
     resumed = _trainer(tiny_corpora, tmp_path / "run", init_seed=99)
+    said: list[str] = []
+    resumed.log = said.append
     result = resumed.fit(resume=True)
+    epoch = (interrupt_at - 1) // 6 + 1  # the epoch in progress, and its steps done, when the checkpoint was saved
+    assert said[0].endswith(f"at epoch {epoch}, step {interrupt_at - 6 * (epoch - 1)}")
     assert result.epochs == 3
     assert _same(_params(resumed), _params(reference))
     assert _without_time(result.history) == _without_time(reference.state["history"])
