@@ -357,7 +357,10 @@ def run(args: argparse.Namespace) -> None:
     print("\n" + table + "\n\n" + note)
     if args.json:
         out = Path(args.json)
-        payload = {"settings": {k: v for k, v in vars(args).items() if k not in ("json", "func")}, "rows": rows}
+        settings = {k: v for k, v in vars(args).items() if k not in ("json", "func")}
+        settings["runs"] = args.runs and [portable_path(run) for run in args.runs]  # no machine's folders
+        settings["run_dir"] = args.run_dir and portable_path(args.run_dir)
+        payload = {"settings": settings, "rows": rows}
         title = "Clustering the 20NG test documents: mixture of vMFs on NVDM embeddings"
         wall = report.write(out.parent, out.stem, title, table + "\n\n" + note, payload)
         print(f"\nwrote {out} and {out.with_suffix('.md')}; wall time {wall:.0f} s")

@@ -91,6 +91,7 @@ def test_script_clusters_and_writes_a_deterministic_report(tmp_path: Path, capsy
     common = ["--runs", *map(str, runs), "--components", "5", "--restarts", "2", "--max-iter", "50"]
     assert cluster_20ng.main([*common, "--json", str(tmp_path / "out" / "clustering.json")]) == 0
     report = json.loads((tmp_path / "out" / "clustering.json").read_text())
+    assert report["settings"]["runs"] == ["<outside>/vmf", "<outside>/gaussian"]  # no folder of this machine
     rows = report["rows"]
     assert [(r["embedding"], r["method"]) for r in rows] == [
         (e, m)
