@@ -24,9 +24,6 @@ from torch import Tensor
 from .config import ConfigError, Settings, at_least, setting
 from .data import DataFormatError, find_data_file, holdout_split, read_lines
 
-__all__ = ["BowCorpus", "BowDataset", "BowDataConfig", "BowSplits", "read_vocab", "read_feat", "load_bow_dataset"]
-__all__ += ["load_splits", "npmi_coherence", "EMBEDDED_20NG"]
-
 #: The 20 Newsgroups files shipped with the examples (Miao's preprocessing, 2,000 words).
 EMBEDDED_20NG = Path(__file__).resolve().parent.parent / "data" / "20ng"
 

@@ -14,8 +14,6 @@ from typing import IO, Any, cast
 import numpy as np
 import torch
 
-__all__ = ["CheckpointError", "save_checkpoint", "load_checkpoint", "lock_run_dir", "rng_state", "set_rng_state"]
-
 
 class CheckpointError(RuntimeError):
     """A run directory that cannot be used as asked: a damaged checkpoint, one from other settings, one to

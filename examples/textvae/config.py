@@ -17,9 +17,6 @@ import typing
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-__all__ = ["ConfigError", "Settings", "setting", "at_least", "to_flat", "from_flat", "section", "changed_settings"]
-__all__ += ["add_flags", "from_args", "POSITIVE", "PROBABILITY"]
-
 C = TypeVar("C")
 Rule = tuple[Callable[[Any], bool], str]
 

@@ -17,9 +17,6 @@ import numpy as np
 import torch
 from torch import Tensor
 
-__all__ = ["DataFormatError", "read_lines", "find_data_file", "holdout_split", "Batches", "move_to_device"]
-__all__ += ["derive_seed"]
-
 
 class DataFormatError(ValueError):
     """A data file that does not follow its format. The message names the file and the (1-based) line,

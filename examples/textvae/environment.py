@@ -18,16 +18,6 @@ import torch.distributed as dist
 
 from .config import ConfigError
 
-__all__ = [
-    "DEFAULT_THREADS",
-    "seed_everything",
-    "select_device",
-    "available_cores",
-    "distributed_rank",
-    "process_group",
-]
-__all__ += ["die_with_parent", "interrupt_requests"]
-
 
 def seed_everything(seed: int) -> None:
     """Seed Python, NumPy and torch (all devices) and ask torch for deterministic kernels where it has them."""

@@ -52,18 +52,6 @@ from .data import move_to_device
 from .progress import track
 from .vae import TextVAE
 
-__all__ = [
-    "EvalConfig",
-    "perplexity",
-    "perplexities",
-    "elbo_terms",
-    "elbo_summary",
-    "iw_nll",
-    "active_units",
-    "mutual_information",
-]
-__all__ += ["encode", "evaluate"]
-
 
 @dataclass(frozen=True)
 class EvalConfig(Settings):

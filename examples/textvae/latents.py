@@ -33,17 +33,6 @@ from spherical_dists.special import vmf_log_normalizer, vmf_mean_resultant_lengt
 
 from .config import POSITIVE, ConfigError, Settings, at_least, setting
 
-__all__ = [
-    "LatentSettings",
-    "Latent",
-    "GaussianLatent",
-    "VMFLatent",
-    "NoLatent",
-    "PointMass",
-    "make_latent",
-    "LATENT_KINDS",
-]
-
 LATENT_KINDS = ("gaussian", "vmf", "none")
 
 

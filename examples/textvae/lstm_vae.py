@@ -35,8 +35,6 @@ from .latents import LatentSettings, make_latent
 from .sentences import SentenceBatch, Vocabulary
 from .vae import TextVAE
 
-__all__ = ["SentenceVAEConfig", "SentenceVAE"]
-
 
 @dataclass(frozen=True)
 class SentenceVAEConfig(LatentSettings):

@@ -31,8 +31,6 @@ from .config import PROBABILITY, at_least, setting
 from .latents import LatentSettings, make_latent
 from .vae import TextVAE
 
-__all__ = ["NVDMConfig", "NVDM", "CountLinear"]
-
 
 @dataclass(frozen=True)
 class NVDMConfig(LatentSettings):

@@ -5,8 +5,6 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator, Sized
 from typing import Any, TypeVar
 
-__all__ = ["Progress", "track"]
-
 T = TypeVar("T")
 
 

@@ -23,9 +23,6 @@ import torch
 
 from .environment import select_device
 
-__all__ = ["portable_path", "git_commit", "machine_info", "run_metadata", "write_json", "markdown_table"]
-__all__ += ["results_table", "Report", "plot_lines"]
-
 
 def git_commit(path: str | Path = ".") -> str:
     """The commit checked out at ``path``, suffixed ``-dirty`` when tracked files have uncommitted changes."""

@@ -37,19 +37,6 @@ from .report import write_json
 from .training import BUDGETS, RESUMABLE_CHANGES, NonFiniteLossError, Trainer
 from .vae import TextVAE
 
-__all__ = [
-    "RunSetup",
-    "Pipeline",
-    "RunError",
-    "run_one",
-    "parallel_plan",
-    "longest_first",
-    "run_many",
-    "read_result",
-    "load_history",
-]
-__all__ += ["add_command", "main"]
-
 
 @dataclass
 class RunSetup:

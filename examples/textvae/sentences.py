@@ -31,9 +31,6 @@ from .config import ConfigError, Settings, at_least, setting
 from .data import DataFormatError, find_data_file, read_lines
 from .report import portable_path
 
-__all__ = ["PAD", "BOS", "EOS", "UNK", "FORMATS", "SentenceDataConfig", "Vocabulary", "SentenceBatch"]
-__all__ += ["SentenceCorpus", "SentenceSplits", "read_sentences", "load_sentence_splits", "EMBEDDED_PTB"]
-
 PAD, BOS, EOS, UNK = "<pad>", "<bos>", "<eos>", "<unk>"
 _SPECIALS = (PAD, BOS, EOS, UNK)
 FORMATS = ("ptb", "yelp", "yahoo")

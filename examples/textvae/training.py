@@ -15,6 +15,7 @@ run is not bit-identical: the other ranks' random states are not saved).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import time
@@ -34,8 +35,6 @@ from .environment import distributed_rank, interrupt_requests, seed_everything, 
 from .evaluation import elbo_summary, elbo_terms, perplexity
 from .progress import Progress
 from .vae import TextVAE
-
-__all__ = ["TrainConfig", "Trainer", "FitResult", "NonFiniteLossError", "RESUMABLE_CHANGES", "BUDGETS"]
 
 #: Settings that may differ between a checkpoint and the run that resumes it.
 RESUMABLE_CHANGES = frozenset(
@@ -68,6 +67,9 @@ class TrainConfig(Settings):
     checkpoints: bool = setting(True, "write last.pt and best.pt (without: best weights kept in memory, no resume)")
     progress: bool = setting(True, "show progress bars")
     amp: bool = setting(False, "bfloat16 autocast in the forward pass (CUDA or CPU)")
+
+
+_ZERO_SUMS = {"loss": 0.0, "recon": 0.0, "kl": 0.0, "tokens": 0.0, "examples": 0.0, "seconds": 0.0}
 
 
 class NonFiniteLossError(RuntimeError):
@@ -127,13 +129,9 @@ class Trainer:
             self.optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, fused=True)
         # epoch: 0-based index of the epoch in progress (or next to start)
         self.state: dict[str, Any] = dict(epoch=0, step_in_epoch=0, global_step=0, lr=config.lr, best_score=math.inf)
-        self.state.update(best_epoch=0, bad_epochs=0, sums=self._zero_sums(), history=[], stop_reason=None)
+        self.state.update(best_epoch=0, bad_epochs=0, sums=dict(_ZERO_SUMS), history=[], stop_reason=None)
         self.state.update(train_seconds=0.0, cpu_seconds=0.0)
         self.best_weights: dict[str, Any] | None = None  # without checkpoints: the best weights, in memory
-
-    @staticmethod
-    def _zero_sums() -> dict[str, float]:
-        return {"loss": 0.0, "recon": 0.0, "kl": 0.0, "tokens": 0.0, "examples": 0.0, "seconds": 0.0}
 
     def _clock(self, started: tuple[float, float]) -> tuple[float, float]:
         """Add the wall and CPU time since ``started`` to the epoch's and the run's totals (CPU time does not
@@ -275,7 +273,7 @@ class Trainer:
             state["bad_epochs"] += 1
             self._set_lr(state["lr"] / config.lr_decay)
         state["history"].append(record)
-        state.update(epoch=epoch, step_in_epoch=0, sums=self._zero_sums())
+        state.update(epoch=epoch, step_in_epoch=0, sums=dict(_ZERO_SUMS))
         reason = [self._stop_reason()]
         if self.world_size > 1:  # the processes' clocks differ: rank 0's decides for the time budget
             dist.broadcast_object_list(reason, src=0)
@@ -305,9 +303,8 @@ class Trainer:
 
     def _out_of_budget(self, started: tuple[float, float]) -> bool:
         """Whether ``max_steps`` or ``time_budget`` ends the epoch in progress (``started``: see :meth:`_clock`)."""
-        state, config = self.state, self.config
-        spent = state["train_seconds"] + time.perf_counter() - started[0]
-        return bool(config.max_steps and state["global_step"] >= config.max_steps) or 0 < config.time_budget <= spent
+        spent = self.state["train_seconds"] + time.perf_counter() - started[0]
+        return 0 < self.config.max_steps <= self.state["global_step"] or 0 < self.config.time_budget <= spent
 
     def fit(self, resume: bool = False) -> FitResult:
         """Train until early stopping or a budget (``max_epochs``, ``max_steps``, ``time_budget``), then load the
@@ -315,12 +312,8 @@ class Trainer:
         The run directory is locked meanwhile. Raises KeyboardInterrupt after Ctrl-C or SIGTERM (once the
         checkpoint is written) and :class:`NonFiniteLossError` when the model diverges."""
         self.run_dir.mkdir(parents=True, exist_ok=True)
-        lock = lock_run_dir(self.run_dir) if self.rank == 0 else None
-        try:
+        with lock_run_dir(self.run_dir) if self.rank == 0 else contextlib.nullcontext():  # closing it unlocks
             return self._fit(resume)
-        finally:
-            if lock is not None:
-                lock.close()  # releases the lock
 
     def _fit(self, resume: bool) -> FitResult:
         state, config = self.state, self.config

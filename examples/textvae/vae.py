@@ -22,8 +22,6 @@ from torch.distributions import Distribution
 
 from .latents import Latent
 
-__all__ = ["ELBOTerms", "TextVAE"]
-
 
 class ELBOTerms(NamedTuple):
     """Per-example terms of the negative ELBO, each ``(B,)``: ``recon`` = ``-E_q[log p(x|z)]`` estimated with the
