@@ -10,7 +10,8 @@ A document is its vector of word counts :math:`x \in \mathbb{N}^V` with length :
   the first step already predicts the word distribution of an average document.
 * ``architecture="paper-code"`` follows Xu & Durrett's NVDM code of May 2018 (``NVLL/model/nvdm.py`` at
   jiacheng-xu/vmf_vae_nlp@6ee2071) instead: dropout on the first layer's pre-activation and on the decoder's
-  logits, no tanh after the last encoder layer, and PyTorch's default output bias.
+  logits, no tanh after the last encoder layer (the original has two; a single layer keeps its tanh), and
+  PyTorch's default output bias.
 * Likelihood: the words are independent draws given ``z``,
   :math:`\log p(x \mid z) = \sum_w x_w \log p(w \mid z)`. The multinomial coefficient is left out, as in
   every NVDM paper: perplexities are per word token of the bag, in any order.
@@ -46,7 +47,7 @@ class NVDMConfig(LatentSettings):
     architecture: Literal["miao", "paper-code"] = setting(
         "miao",
         "paper-code: as Xu & Durrett's code of May 2018 (dropout before the first tanh and on the decoder's logits, "
-        "no tanh after the last encoder layer, default output bias)",
+        "no tanh after the last encoder layer when there are two or more, default output bias)",
     )
 
 

@@ -113,6 +113,8 @@ def test_presets_and_flags_combine() -> None:
     experiment = nvdm.configure(args, args.preset)
     assert (experiment.model.latent, experiment.model.latent_dim, experiment.model.kappa) == ("vmf", 25, 50.0)
     assert experiment.train.lr == nvdm.PRESETS["v-nvdm-25"]["lr"]
+    tune = nvdm.build_parser().parse_args(["tune", "--presets", "v-nvdm-50-learned-kappa"])  # an Adam preset too
+    assert nvdm.configure(tune, "v-nvdm-50-learned-kappa", None, nvdm.ADAM_PRESETS).model.learn_kappa
 
 
 # The commands whose validation runs chose each row's recipe (examples/results/nvdm/recipes.md).
@@ -224,6 +226,26 @@ def test_paper_numbers_only_beside_the_same_configuration(flags: list[str], pape
     data_name = "20ng" if not experiment.data.data_dir else "rcv1"
     result = {"config": nvdm.cfg.to_flat(experiment), "data": {"name": data_name}}
     assert nvdm.paper_number(result) == paper
+
+
+@pytest.mark.parametrize(
+    ("preset", "max_epochs", "cut"),
+    [
+        ("g-nvdm-50", 100, True),  # the Adam protocol allows 200 epochs
+        ("g-nvdm-50", 200, False),
+        ("v-nvdm-25", 80, False),  # the recipe of May 2018 allows 80
+        ("v-nvdm-25", 25, True),
+    ],
+)
+def test_an_epoch_budget_is_truncated_against_the_rows_own_recipe(preset: str, max_epochs: int, cut: bool) -> None:
+    """A run that stops at its epoch budget is cut short when that budget is below its row's recipe's; it
+    used to be judged against the smallest budget of all presets (80), so 100 epochs of the Adam protocol
+    passed for a full run."""
+    args = nvdm.build_parser().parse_args(["train", "--preset", preset, "--max-epochs", str(max_epochs)])
+    config = nvdm.cfg.to_flat(nvdm.configure(args, preset))
+    result = {"config": config, "data": {"name": "20ng"}, "stop_reason": "max epochs"}
+    assert nvdm.truncated(result) is cut
+    assert (nvdm.paper_number(result) is None) is cut
 
 
 def test_a_truncated_budget_hides_the_paper_column_and_points_to_the_full_run() -> None:
