@@ -15,6 +15,7 @@ from ._sampling import get_sampler_backend, set_sampler_backend
 from .hyperspherical_uniform import HypersphericalUniform
 from .mixture import VonMisesFisherMixtureFit, fit_vmf_mixture
 from .power_spherical import PowerSpherical
+from .spherical_cauchy import SphericalCauchy
 from .von_mises_fisher import VonMisesFisher
 
 __version__ = "0.2.0"
@@ -23,6 +24,7 @@ __all__ = [
     "VonMisesFisher",
     "HypersphericalUniform",
     "PowerSpherical",
+    "SphericalCauchy",
     "fit_vmf_mixture",
     "VonMisesFisherMixtureFit",
     "set_sampler_backend",
