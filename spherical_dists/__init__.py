@@ -3,6 +3,8 @@
 * :class:`VonMisesFisher` and :class:`HypersphericalUniform`, ``torch.distributions``-compatible,
   with :func:`torch.distributions.kl_divergence` registered for every pair;
 * :class:`PowerSpherical` (De Cao & Aziz 2020), the same conventions with a rejection-free sampler;
+* :class:`SphericalCauchy` (Kato & McCullagh 2020), the same conventions, sampled exactly as a Möbius
+  image of a uniform point;
 * :meth:`VonMisesFisher.fit` (maximum likelihood) and :func:`fit_vmf_mixture` (EM for a mixture);
 * :mod:`spherical_dists.special`: log-Bessel functions and the vMF normaliser, exact in float64;
 * :mod:`spherical_dists.constraints`: the ``sphere`` support and its ``transform_to``.

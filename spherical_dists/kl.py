@@ -35,6 +35,7 @@ from ._vmf import vmf_terms
 from .hyperspherical_uniform import HypersphericalUniform, log_sphere_area
 from .power_spherical import PowerSpherical
 from .special import vmf_log_normalizer_gap
+from .spherical_cauchy import SphericalCauchy
 from .von_mises_fisher import VonMisesFisher
 
 __all__: list[str] = []
@@ -142,3 +143,20 @@ def _kl_power_vmf(p: PowerSpherical, q: VonMisesFisher) -> Tensor:
         ),
     )
     return (kl_uniform + rest).to(torch.promote_types(p.loc.dtype, q.loc.dtype))
+
+
+# ---------------------------------------------------------------------------- SphericalCauchy
+# KL(SC || U) = KL(U || SC) = (p - 1) sum_n [1 - (1 - p/2)_n / (p/2)_n] rho^(2n) / n: the image of the
+# uniform under the Moebius map turns E_SC[log f] into E_U[-log f] (spherical_cauchy.py evaluates it).
+
+
+@register_kl(SphericalCauchy, HypersphericalUniform)
+def _kl_cauchy_uniform(p: SphericalCauchy, q: HypersphericalUniform) -> Tensor:
+    _check_same_dim(p, q)
+    return _broadcast_to(p._kl_to_uniform().to(p.loc.dtype), q)
+
+
+@register_kl(HypersphericalUniform, SphericalCauchy)
+def _kl_uniform_cauchy(p: HypersphericalUniform, q: SphericalCauchy) -> Tensor:
+    _check_same_dim(p, q)
+    return _broadcast_to(q._kl_to_uniform().to(q.loc.dtype), p)

@@ -13,7 +13,7 @@ import pytest
 import torch
 from torch.distributions import Distribution, Independent, constraints, kl_divergence, transform_to
 
-from spherical_dists import HypersphericalUniform, PowerSpherical, VonMisesFisher
+from spherical_dists import HypersphericalUniform, PowerSpherical, SphericalCauchy, VonMisesFisher
 from spherical_dists.constraints import sphere
 
 F64 = torch.float64
@@ -252,7 +252,7 @@ def test_no_validation_when_disabled() -> None:
         (torch.tensor([1, 0, 0]), 1.0, "floating-point"),
     ],
 )
-@pytest.mark.parametrize("cls", [VonMisesFisher, PowerSpherical])
+@pytest.mark.parametrize("cls", [VonMisesFisher, PowerSpherical, SphericalCauchy])
 def test_invalid_arguments(loc, kappa, match, cls) -> None:  # type: ignore[no-untyped-def]
     with pytest.raises(ValueError, match=match):
         cls(loc, torch.as_tensor(kappa) if not isinstance(kappa, torch.Tensor) else kappa)
@@ -311,7 +311,7 @@ def test_transform_to_concentration_constraint() -> None:
 # ------------------------------------------------------------------ dtypes, devices, transforms
 
 
-@pytest.mark.parametrize("cls", [VonMisesFisher, PowerSpherical])
+@pytest.mark.parametrize("cls", [VonMisesFisher, PowerSpherical, SphericalCauchy])
 @pytest.mark.parametrize("dtype", [torch.float32, F64, torch.float16, torch.bfloat16])
 def test_dtypes(dtype, cls) -> None:  # type: ignore[no-untyped-def]
     loc = _unit(6, 5).to(dtype)
@@ -323,7 +323,7 @@ def test_dtypes(dtype, cls) -> None:  # type: ignore[no-untyped-def]
     assert torch.isfinite(dist.log_prob(z).float()).all()
 
 
-@pytest.mark.parametrize("cls", [VonMisesFisher, PowerSpherical])
+@pytest.mark.parametrize("cls", [VonMisesFisher, PowerSpherical, SphericalCauchy])
 def test_reproducible_with_seed_and_generator(cls) -> None:  # type: ignore[no-untyped-def]
     dist = cls(_unit(4, 7), torch.tensor([0.0, 1.0, 50.0, 1e6], dtype=F64))
     torch.manual_seed(3)
@@ -363,7 +363,7 @@ def test_rsample_and_sample_compile_fullgraph(p: int) -> None:
         torch.testing.assert_close(z.norm(dim=-1), torch.ones(8, n))
 
 
-@pytest.mark.parametrize("cls", [VonMisesFisher, PowerSpherical])
+@pytest.mark.parametrize("cls", [VonMisesFisher, PowerSpherical, SphericalCauchy])
 def test_log_prob_under_vmap(cls) -> None:  # type: ignore[no-untyped-def]
     loc, kappa = _unit(3, 5), torch.tensor([0.5, 5.0, 50.0], dtype=F64)
     dist = cls(loc, kappa, validate_args=False)
@@ -388,7 +388,7 @@ def test_fixed_kappa_takes_no_quadrature(monkeypatch) -> None:  # type: ignore[n
 # ------------------------------------------------------------------ targeted errors for ported code
 
 
-@pytest.mark.parametrize("cls", [VonMisesFisher, PowerSpherical])
+@pytest.mark.parametrize("cls", [VonMisesFisher, PowerSpherical, SphericalCauchy])
 def test_trailing_singleton_concentration_is_refused(cls) -> None:  # type: ignore[no-untyped-def]
     """s-vae-pytorch heads output a (B, 1) concentration: next to a (B, p) loc it
     would silently broadcast to a (B, B) batch (samples and KL of shape (B, B, ...))."""
@@ -403,7 +403,7 @@ def test_trailing_singleton_concentration_is_refused(cls) -> None:  # type: igno
     assert cls(_unit(1, 5), torch.ones(1, 1, dtype=F64)).batch_shape == (1, 1)
 
 
-@pytest.mark.parametrize("cls", [VonMisesFisher, PowerSpherical])
+@pytest.mark.parametrize("cls", [VonMisesFisher, PowerSpherical, SphericalCauchy])
 def test_scale_keyword_gets_a_targeted_message(cls) -> None:  # type: ignore[no-untyped-def]
     with pytest.raises(TypeError, match=r"no argument 'scale'.*concentration"):
         cls(_unit(3), scale=torch.tensor(2.0, dtype=F64))
@@ -417,7 +417,7 @@ def test_non_unit_loc_error_says_how_far_and_which_tolerance() -> None:
         VonMisesFisher(loc, torch.tensor(1.0, dtype=F64))
 
 
-@pytest.mark.parametrize("cls", [VonMisesFisher, PowerSpherical])
+@pytest.mark.parametrize("cls", [VonMisesFisher, PowerSpherical, SphericalCauchy])
 def test_loc_is_validated_in_the_dtype_given(cls) -> None:  # type: ignore[no-untyped-def]
     """A float32 unit vector is valid with a float64 concentration (it used to be judged by float64's
     tolerance after promotion: 200 of 200 random ones failed); it is renormalised in float64, so
