@@ -2,6 +2,8 @@ r"""The spherical Cauchy distribution on the unit hypersphere (Kato & McCullagh 
 
 from __future__ import annotations
 
+import functools
+
 import torch
 from torch import Tensor
 
@@ -51,6 +53,7 @@ _MESH_NODES = 24
 _MESH_DOUBLINGS = 66  # sqrt(q) * 2^66 > pi/4 for every q >= 1e-40
 
 
+@functools.cache
 def _gauss_legendre(n: int) -> tuple[Tensor, Tensor]:
     """Nodes and weights of n-point Gauss-Legendre on [-1, 1] (Golub-Welsch), float64."""
     k = torch.arange(1, n, dtype=torch.float64)
@@ -59,6 +62,7 @@ def _gauss_legendre(n: int) -> tuple[Tensor, Tensor]:
     return nodes, 2.0 * vectors[0] ** 2
 
 
+@functools.cache
 def _gauss_beta(beta: float, n: int) -> tuple[Tensor, Tensor]:
     """Nodes in [0, 1] and weights summing to 1 of n-point Gauss quadrature for Beta(beta, beta), from the
     Gegenbauer recurrence (lambda = beta - 1/2) by Golub-Welsch, float64."""
