@@ -27,9 +27,9 @@ except ImportError as error:  # pragma: no cover - exercised only without pyro
 
 import torch
 
-from . import hyperspherical_uniform, power_spherical, von_mises_fisher
+from . import hyperspherical_uniform, power_spherical, spherical_cauchy, von_mises_fisher
 
-__all__ = ["VonMisesFisher", "HypersphericalUniform", "PowerSpherical"]
+__all__ = ["VonMisesFisher", "HypersphericalUniform", "PowerSpherical", "SphericalCauchy"]
 
 
 class _DirectionalShapes:
@@ -53,3 +53,7 @@ class HypersphericalUniform(hyperspherical_uniform.HypersphericalUniform, TorchD
 
 class PowerSpherical(_DirectionalShapes, power_spherical.PowerSpherical, TorchDistributionMixin):  # type: ignore[misc]
     """:class:`spherical_dists.PowerSpherical` for Pyro."""
+
+
+class SphericalCauchy(_DirectionalShapes, spherical_cauchy.SphericalCauchy, TorchDistributionMixin):  # type: ignore[misc]
+    """:class:`spherical_dists.SphericalCauchy` for Pyro."""

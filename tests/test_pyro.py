@@ -12,7 +12,7 @@ import pyro.infer  # noqa: E402
 import pyro.optim  # noqa: E402
 
 from spherical_dists import kl  # noqa: E402, F401  (registers the KL pairs)
-from spherical_dists.pyro import HypersphericalUniform, PowerSpherical, VonMisesFisher  # noqa: E402
+from spherical_dists.pyro import HypersphericalUniform, PowerSpherical, SphericalCauchy, VonMisesFisher  # noqa: E402
 
 F64 = torch.float64
 
@@ -29,9 +29,10 @@ def _clear_param_store():  # type: ignore[no-untyped-def]
     [
         lambda: VonMisesFisher(torch.tensor([0.0, 0.0, 1.0], dtype=F64), torch.tensor(5.0, dtype=F64)),
         lambda: PowerSpherical(torch.tensor([0.0, 0.0, 1.0], dtype=F64), torch.tensor(5.0, dtype=F64)),
+        lambda: SphericalCauchy(torch.tensor([0.0, 0.0, 1.0], dtype=F64), torch.tensor(5.0, dtype=F64)),
         lambda: HypersphericalUniform(3, dtype=F64),
     ],
-    ids=["vmf", "power-spherical", "uniform"],
+    ids=["vmf", "power-spherical", "spherical-cauchy", "uniform"],
 )
 def test_sample_and_plate_shapes(make) -> None:  # type: ignore[no-untyped-def]
     def model() -> torch.Tensor:
@@ -78,7 +79,7 @@ def test_svi_step_moves_the_guide() -> None:
     assert torch.allclose(store["loc"].norm(), torch.tensor(1.0, dtype=F64))
 
 
-@pytest.mark.parametrize("cls", [VonMisesFisher, PowerSpherical])
+@pytest.mark.parametrize("cls", [VonMisesFisher, PowerSpherical, SphericalCauchy])
 @pytest.mark.parametrize("loc_shape, kappa_shape", [((3,), ()), ((4, 3), (4,)), ((4, 1, 5), (2,)), ((3,), (6,))])
 def test_infer_shapes(cls, loc_shape, kappa_shape) -> None:  # type: ignore[no-untyped-def]
     """Pyro's generic check: infer_shapes from the parameters' shapes agrees with the instance."""
