@@ -96,13 +96,13 @@ def _series(dim: int, x: Tensor) -> tuple[Tensor, Tensor]:
     return kl, 0.5 * mean
 
 
-def _quadrature(dim: int, q: Tensor) -> tuple[Tensor, Tensor]:
-    """``(E[log(w + q(1 - w))], E[(1 - w) / (w + q(1 - w))])`` over w ~ Beta(beta, beta), float64, q in (0, 1)."""
+def _beta_rule(dim: int, q: Tensor) -> tuple[Tensor, Tensor]:
+    """Nodes ``w`` and weights (summing to 1), each ``q.shape + (M,)``, of a quadrature for w ~ Beta(beta,
+    beta) that resolves the scale ``q`` near w = 0 (see the regimes above), float64, q in (0, 1]."""
     if dim >= _JACOBI_MIN_DIM:
         w, weights = _gauss_beta(0.5 * (dim - 1), _JACOBI_NODES)
-        w, weights = w.to(q.device), weights.to(q.device)
-        u = w + q.unsqueeze(-1) * (1.0 - w)
-        return (weights * torch.log(u)).sum(-1), (weights * (1.0 - w) / u).sum(-1)
+        shape = q.shape + w.shape
+        return w.to(q.device).expand(shape), weights.to(q.device).expand(shape)
     x, gl = _gauss_legendre(_MESH_NODES)
     x, gl = x.to(q.device), gl.to(q.device)
     start = torch.sqrt(q).unsqueeze(-1) * 2.0 ** torch.arange(-1, _MESH_DOUBLINGS, dtype=torch.float64, device=q.device)
@@ -111,12 +111,8 @@ def _quadrature(dim: int, q: Tensor) -> tuple[Tensor, Tensor]:
     upper = torch.cat([torch.minimum(start, quarter), quarter, torch.full_like(quarter, torch.pi / 2)], -1)
     theta = 0.5 * (lower + upper).unsqueeze(-1) + 0.5 * (upper - lower).unsqueeze(-1) * x  # (..., intervals, nodes)
     weight = 0.5 * (upper - lower).unsqueeze(-1) * gl * (torch.sin(theta) * torch.cos(theta)) ** (dim - 2)
-    w, qq = torch.sin(theta) ** 2, q[..., None, None]
-    u = w + qq * (1.0 - w)
-    total = weight.sum((-1, -2))
-    log_term = (weight * torch.log(u)).sum((-1, -2)) / total
-    ratio = (weight * torch.cos(theta) ** 2 / u).sum((-1, -2)) / total
-    return log_term, ratio
+    weight = (weight / weight.sum((-1, -2), keepdim=True)).flatten(-2)
+    return (torch.sin(theta) ** 2).flatten(-2), weight
 
 
 def _moments(dim: int, kappa: Tensor) -> tuple[Tensor, Tensor]:
@@ -127,10 +123,31 @@ def _moments(dim: int, kappa: Tensor) -> tuple[Tensor, Tensor]:
     xs = torch.where(small, rho * rho, 0.25)
     kl_series, mean_series = _series(dim, xs)
     q = torch.where(small, 0.25, (1.0 + 2.0 * k) ** -2)
-    log_term, ratio = _quadrature(dim, q)
+    w, weights = _beta_rule(dim, q)
+    u = w + q.unsqueeze(-1) * (1.0 - w)
+    log_term = (weights * torch.log(u)).sum(-1)
+    ratio = (weights * (1.0 - w) / u).sum(-1)
     kl = torch.where(small, kl_series, log_term - 0.5 * torch.log(q))
     mean = torch.where(small, rho * mean_series, 1.0 - 2.0 * q * ratio)
     return (dim - 1) * kl, mean
+
+
+def _covariance_factors(dim: int, kappa: Tensor) -> tuple[Tensor, Tensor]:
+    r"""``(a, v)`` with :math:`\mathrm{Cov}[z] = a (I - \mu\mu^\top) + v \mu\mu^\top`, float64 (``v`` is
+    the variance along :math:`\mu`, orders of magnitude below ``a`` at large kappa, so it is not formed as
+    ``a + (v - a)``): with :math:`t = \mu^\top z`,
+    :math:`1 - t = 2q(1 - w)/u`, :math:`1 + t = 2w/u`, :math:`u = w + q(1 - w)` (the Möbius image of the
+    uniform's :math:`w`), :math:`a = (1 - E[t^2])/(p - 1) = 4q\, E[w(1 - w)/u^2]/(p - 1)` and
+    :math:`\mathrm{Var}[t] = 4q^2\, E[(B - (1 - w)/u)^2]`, :math:`B = E[(1 - w)/u]`: no difference of
+    nearly equal terms at any kappa, so one quadrature serves every regime."""
+    q = (1.0 + 2.0 * kappa.to(torch.float64)) ** -2
+    w, weights = _beta_rule(dim, q)
+    qq = q.unsqueeze(-1)
+    u = w + qq * (1.0 - w)
+    a = 4.0 * q * (weights * w * (1.0 - w) / u**2).sum(-1) / (dim - 1)
+    b = (weights * (1.0 - w) / u).sum(-1, keepdim=True)
+    var_t = 4.0 * q**2 * (weights * (b - (1.0 - w) / u) ** 2).sum(-1)
+    return a, var_t
 
 
 class SphericalCauchy(DirectionalDistribution):
@@ -199,6 +216,20 @@ class SphericalCauchy(DirectionalDistribution):
         {}_2F_1(1, 2 - p/2; p/2; \rho^2)`; :math:`m = \rho` only for :math:`p = 2`."""
         _, length = _moments(self.dim, self.concentration)
         return length.to(self.loc.dtype).unsqueeze(-1) * self.loc
+
+    @property
+    def variance(self) -> Tensor:
+        a, v = _covariance_factors(self.dim, self.concentration)
+        squared = self.loc.to(torch.float64) ** 2
+        return (a.unsqueeze(-1) * (1.0 - squared) + v.unsqueeze(-1) * squared).to(self.loc.dtype)
+
+    @property
+    def covariance_matrix(self) -> Tensor:
+        a, v = _covariance_factors(self.dim, self.concentration)
+        loc = self.loc.to(torch.float64)
+        outer = loc.unsqueeze(-1) * loc.unsqueeze(-2)
+        eye = torch.eye(self.dim, dtype=torch.float64, device=loc.device)
+        return (a[..., None, None] * (eye - outer) + v[..., None, None] * outer).to(self.loc.dtype)
 
     def _kl_to_uniform(self) -> Tensor:
         r"""KL(self || uniform) in float64, which equals KL(uniform || self):

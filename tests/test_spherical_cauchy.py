@@ -205,3 +205,53 @@ def test_moments_at_zero_concentration_and_their_gradients() -> None:
     (g_mean,) = torch.autograd.grad(d.mean[:, 2].sum(), kappa)
     assert bool(torch.isfinite(g_kl).all() and torch.isfinite(g_mean).all())
     assert math.isclose(float(g_mean[0]), 4.0 / 3.0, rel_tol=1e-12)  # d m / d kappa at 0 is (3 - d_1) / 2, p = 3
+
+
+def _mp_variances(p: int, kappa: float) -> tuple[mp.mpf, mp.mpf]:
+    """(transverse variance a, variance along mu) from the uniform's w ~ Beta(beta, beta) and its Möbius image:
+    1 - t = 2q(1 - w)/u, 1 + t = 2w/u, u = w + q(1 - w), q = (1 + 2 kappa)^-2; for p = 2 the wrapped Cauchy's
+    closed forms, a = Var t = (1 - rho^2)/2."""
+    k = mp.mpf(kappa)
+    if p == 2:
+        rho = k / (1 + k)
+        return (1 - rho**2) / 2, (1 - rho**2) / 2
+    q, b = 1 / (1 + 2 * k) ** 2, mp.mpf(p - 1) / 2
+
+    def density(w: mp.mpf) -> mp.mpf:
+        return w ** (b - 1) * (1 - w) ** (b - 1) / mp.beta(b, b)
+
+    def u(w: mp.mpf) -> mp.mpf:
+        return w + q * (1 - w)
+
+    points = sorted({mp.mpf(0), q, 10 * q, 100 * q, 10**4 * q, mp.mpf("0.5"), mp.mpf(1)})
+    points = [x for x in points if 0 <= x <= 1]
+    mean_ratio = mp.quad(lambda w: density(w) * (1 - w) / u(w), points)
+    along = 4 * q**2 * mp.quad(lambda w: density(w) * (mean_ratio - (1 - w) / u(w)) ** 2, points)
+    across = 4 * q * mp.quad(lambda w: density(w) * w * (1 - w) / u(w) ** 2, points) / (p - 1)
+    return across, along
+
+
+@pytest.mark.parametrize("p", [2, 3, 10, 29, 30, 100])
+@pytest.mark.parametrize("kappa", [0.0, 1e-3, 0.5, 2.5, 1e3, 1e5, 1e8])
+def test_variance_matches_mpmath(p: int, kappa: float) -> None:
+    """Both quadratures, every regime; the variance along mu (about 1e-21 at kappa = 1e5, p = 10) is not
+    formed as a difference with the transverse one (1e-11 there)."""
+    loc = torch.zeros(p, dtype=F64)
+    loc[0] = 1.0
+    variance = SphericalCauchy(loc, torch.tensor(kappa, dtype=F64)).variance
+    with mp.workdps(40):
+        across, along = _mp_variances(p, kappa)
+    assert math.isclose(float(variance[0]), float(along), rel_tol=1e-13)
+    assert math.isclose(float(variance[1]), float(across), rel_tol=1e-13)
+
+
+def test_covariance_against_monte_carlo() -> None:
+    gen = torch.Generator().manual_seed(4)
+    loc = torch.nn.functional.normalize(torch.randn(5, dtype=F64, generator=gen), dim=-1)
+    d = SphericalCauchy(loc, torch.tensor(3.0, dtype=F64))
+    z = d.sample((40_000,), generator=gen)
+    centred = z - d.mean
+    products = centred.unsqueeze(-1) * centred.unsqueeze(-2)  # (n, p, p)
+    se = products.std(0) / math.sqrt(len(z))
+    assert bool(((products.mean(0) - d.covariance_matrix).abs() <= Z_BOUND * se + 1e-12).all())
+    assert torch.allclose(d.covariance_matrix.diagonal(), d.variance, rtol=1e-12, atol=1e-15)
