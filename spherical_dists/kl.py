@@ -1,7 +1,8 @@
 r"""KL divergences between the sphere's distributions, registered with torch.
 
 All four pairs of :class:`VonMisesFisher` and :class:`HypersphericalUniform` are registered
-exactly, and so are the three closed-form pairs with :class:`PowerSpherical` (at the end), so
+exactly, and so are the three closed-form pairs with :class:`PowerSpherical` and the two (equal) pairs
+of :class:`SphericalCauchy` and the uniform (at the end), so
 :func:`torch.distributions.kl_divergence` dispatches without ambiguity warnings. With
 :math:`G(\kappa) = \log C_p(0) - \log C_p(\kappa) \ge 0` (computed
 to full relative precision near :math:`\kappa = 0`, where the KL behaves as :math:`\kappa^2/(2p)`):

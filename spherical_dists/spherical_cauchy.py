@@ -3,6 +3,7 @@ r"""The spherical Cauchy distribution on the unit hypersphere (Kato & McCullagh 
 from __future__ import annotations
 
 import functools
+import math
 
 import torch
 from torch import Tensor
@@ -44,13 +45,13 @@ def _sample_marginal(kappa: Tensor, dim: int, generator: torch.Generator | None)
 # * larger kappa: expectations over w = (1 + s)/2 ~ Beta(beta, beta) of smooth functions of
 #   w + q (1 - w), q = (1 + 2 kappa)^-2; for p < _JACOBI_MIN_DIM in the variable w = sin^2(theta), whose
 #   weight (sin theta cos theta)^(p-2) is smooth, on a mesh that doubles from sqrt(q) (the scale of the
-#   near-singularity at w = -q) to pi/4; from _JACOBI_MIN_DIM on, where the weight w^(beta-1) keeps the mass
-#   away from w = -q, by Gauss-Jacobi quadrature.
+#   near-singularity at w = -q) to pi/4, as deep as the smallest q of the batch needs (one host
+#   synchronisation per call); from _JACOBI_MIN_DIM on, where the weight w^(beta-1) keeps the mass away
+#   from w = -q, by Gauss-Jacobi quadrature.
 _SERIES_TERMS = 64
 _JACOBI_MIN_DIM = 30
 _JACOBI_NODES = 48
 _MESH_NODES = 24
-_MESH_DOUBLINGS = 66  # sqrt(q) * 2^66 > pi/4 for every q >= 1e-40
 
 
 @functools.cache
@@ -105,7 +106,15 @@ def _beta_rule(dim: int, q: Tensor) -> tuple[Tensor, Tensor]:
         return w.to(q.device).expand(shape), weights.to(q.device).expand(shape)
     x, gl = _gauss_legendre(_MESH_NODES)
     x, gl = x.to(q.device), gl.to(q.device)
-    start = torch.sqrt(q).unsqueeze(-1) * 2.0 ** torch.arange(-1, _MESH_DOUBLINGS, dtype=torch.float64, device=q.device)
+    # sqrt(q) 2^(doublings - 1) >= pi/4 for every q of the batch: the intervals beyond would be empty.
+    doublings = (
+        max(1, math.ceil(math.log2(math.pi / 2 / math.sqrt(max(float(q.detach().min()), 1e-300)))) + 1)
+        if q.numel()
+        else 1
+    )
+    # q underflows to 0 above kappa = 1e154; the mesh still needs intervals of positive width there.
+    root = torch.sqrt(q.clamp_min(1e-300)).unsqueeze(-1)
+    start = root * 2.0 ** torch.arange(-1, doublings, dtype=torch.float64, device=q.device)
     quarter = torch.full_like(q, torch.pi / 4).unsqueeze(-1)
     lower = torch.cat([torch.zeros_like(quarter), torch.minimum(start, quarter), quarter], -1)
     upper = torch.cat([torch.minimum(start, quarter), quarter, torch.full_like(quarter, torch.pi / 2)], -1)
@@ -250,7 +259,9 @@ class SphericalCauchy(DirectionalDistribution):
         dtype = compute_dtype(self.loc.dtype)
         squared_distance = (value.to(dtype) - self.loc.to(dtype)).pow(2).sum(-1)
         kappa = self.concentration.to(dtype)
-        out = (self.dim - 1) * (torch.log1p(2.0 * kappa) - torch.log1p(kappa * (1.0 + kappa) * squared_distance))
+        # kappa (1 + kappa) alone overflows in float32 above kappa = 1.8e19; times 0 at the mode it would be NaN.
+        spread = kappa * ((1.0 + kappa) * squared_distance)
+        out = (self.dim - 1) * (torch.log1p(2.0 * kappa) - torch.log1p(spread))
         return (out - log_sphere_area(self.dim)).to(self.loc.dtype)
 
     def _draw_marginal(self, kappa: Tensor, generator: torch.Generator | None) -> tuple[Tensor, Tensor]:

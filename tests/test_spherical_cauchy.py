@@ -255,3 +255,16 @@ def test_covariance_against_monte_carlo() -> None:
     se = products.std(0) / math.sqrt(len(z))
     assert bool(((products.mean(0) - d.covariance_matrix).abs() <= Z_BOUND * se + 1e-12).all())
     assert torch.allclose(d.covariance_matrix.diagonal(), d.variance, rtol=1e-12, atol=1e-15)
+
+
+def test_huge_concentrations_give_no_nan() -> None:
+    """float32 at kappa = 1e20 (kappa (1 + kappa) overflows): the mode's density is finite, elsewhere 0; and
+    a float64 kappa whose q = (1 + 2 kappa)^-2 underflows to 0 gives an infinite KL and a mean of 1."""
+    loc = torch.tensor([0.0, 0.6, 0.8])
+    d = SphericalCauchy(loc, torch.tensor(1e20))
+    at_mode, away = d.log_prob(torch.stack([loc, torch.tensor([1.0, 0.0, 0.0])]))
+    assert torch.isfinite(at_mode) and float(at_mode) > 80 and float(away) == -math.inf
+    loc64 = torch.tensor([0.0, 0.6, 0.8], dtype=F64)
+    huge = SphericalCauchy(loc64, torch.tensor(1e200, dtype=F64))
+    assert float(kl_divergence(huge, HypersphericalUniform(3, dtype=F64))) == math.inf
+    assert torch.equal(huge.mean, loc64)
