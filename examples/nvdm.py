@@ -423,6 +423,8 @@ def cmd_reproduce(args: argparse.Namespace) -> None:
 
 def cmd_topics(args: argparse.Namespace) -> None:
     """Topic quality of trained models: the NPMI coherence of the decoder's top words per latent direction."""
+    if args.top_words < 2:
+        raise runs.RunError(f"--top-words must be >= 2 (NPMI scores pairs of words), got {args.top_words}")
     report, rows = Report(args), []
     for run_dir in map(Path, args.runs):
         result = runs.read_result(run_dir)
@@ -452,10 +454,10 @@ def cmd_topics(args: argparse.Namespace) -> None:
         f"Topic k of a model: the {args.top_words} words whose output logit grows most from z = 0 to z = e_k, the "
         "unit vector of latent direction k; for a linear decoder, the words of largest weight in column k (Miao et "
         "al. 2017, Srivastava & Sutton 2017); for a decoder with a tanh layer (the SGD recipe's), our extension of "
-        "that definition. NPMI: mean over "
-        "the topic's word pairs of log(P(i,j) / P(i) P(j)) / -log P(i,j), P the share of documents containing the "
-        "words, on the 20NG training file (11,268 documents, document co-occurrence; Lau et al. 2014); a pair that "
-        "never co-occurs counts -1. Mean and standard deviation over the model's topics."
+        "that definition. NPMI: mean over the topic's word pairs of log(P(i,j) / P(i) P(j)) / -log P(i,j), P the "
+        "share of documents containing the words, on the 20NG training file (11,268 documents, document "
+        "co-occurrence; Lau et al. 2014); a pair that never co-occurs counts -1. Mean and standard deviation over "
+        "the model's topics."
     )
     table = markdown_table(rows, columns)
     print("\n" + table + "\n\n" + note)

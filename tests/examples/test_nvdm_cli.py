@@ -470,3 +470,6 @@ def test_topics_reports_the_npmi_coherence_of_a_trained_model(tmp_path: Path, ca
     rows = json.loads((tmp_path / "out" / "topics.json").read_text())["rows"]
     assert [r["topics"] for r in rows] == [4, 4] and all(-1 <= r["npmi"] <= 1 for r in rows)
     assert "| G-NVDM d=4 |" in capsys.readouterr().out
+    # One word per topic has no pair to score: the mean over no pairs used to come out as NaN.
+    assert nvdm.main(["topics", "--runs", str(run), "--top-words", "1"]) == 1
+    assert "error: --top-words must be >= 2" in capsys.readouterr().err
